@@ -1,0 +1,129 @@
+"""GPU timing of dispatch sequences (Vulkan timestamps), summary statistics, device-resident inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from runtime.device import Buffer, Device, Step
+from runtime.pipelines import BINDING_KINDS
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Seconds of `n` timed runs (after warm-up), summarized."""
+
+    samples: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.samples)
+
+    def _q(self, q: float) -> float:
+        return float(np.percentile(self.samples, q))
+
+    @property
+    def median(self) -> float:
+        return self._q(50)
+
+    @property
+    def p10(self) -> float:
+        return self._q(10)
+
+    @property
+    def p90(self) -> float:
+        return self._q(90)
+
+    @property
+    def min(self) -> float:
+        return float(min(self.samples))
+
+    @property
+    def max(self) -> float:
+        return float(max(self.samples))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"median_s": self.median, "p10_s": self.p10, "p90_s": self.p90, "min_s": self.min,
+                "max_s": self.max, "n": self.n, "samples_s": list(self.samples)}
+
+
+def summarize(samples: Sequence[float]) -> Stats:
+    if not samples:
+        raise ValueError("no samples to summarize")
+    return Stats(tuple(float(s) for s in samples))
+
+
+def time_steps(dev: Device, steps: Sequence[Step], reps: int, warmup: int) -> list[list[float]]:
+    """Run `steps` (one command buffer) `warmup` times untimed, then `reps` times with timestamps.
+
+    Returns the GPU seconds of every step of every timed run. One submit per run, so the
+    timestamps bracket each dispatch alone, not the host's record/submit/wait overhead.
+    """
+    for _ in range(warmup):
+        dev.run(steps)
+    runs = []
+    for _ in range(max(1, reps)):
+        seconds = dev.run(steps, timestamps=True)
+        assert seconds is not None  # timestamps=True always returns them
+        runs.append(seconds)
+    return runs
+
+
+def time_total(dev: Device, steps: Sequence[Step], reps: int, warmup: int) -> tuple[Stats, list[Stats]]:
+    """Stats of the summed step times and of each step on its own."""
+    runs = time_steps(dev, steps, reps, warmup)
+    per_step = [summarize([r[i] for r in runs]) for i in range(len(steps))]
+    return summarize([sum(r) for r in runs]), per_step
+
+
+class DeviceInputs:
+    """Keeps a shape's inputs on the device: every ndarray a Step binds is uploaded once, then reused.
+
+    Steps built by runtime/conv_q8.py bind host arrays (weights, scales, metadata); left as they are,
+    `Device.run` would upload them again on every rep. :meth:`persist` swaps them for Buffers, keyed
+    by array identity so one array shared by many variants' steps is uploaded once.
+    """
+
+    def __init__(self, dev: Device) -> None:
+        self.dev = dev
+        # id(array) -> (array, buffer); the array is kept alive so its id cannot be reused
+        self._uploaded: dict[int, tuple[np.ndarray, Buffer]] = {}
+        self._owned: list[Buffer] = []
+
+    def upload(self, array: np.ndarray, kind: str = "storage") -> Buffer:
+        key = id(array)
+        if key not in self._uploaded:
+            self._uploaded[key] = (array, self.dev.upload(array, kind=kind))
+        return self._uploaded[key][1]
+
+    def alloc(self, nbytes: int, fill: int | None = None) -> Buffer:
+        buf = self.dev.alloc(nbytes, fill=fill)
+        self._owned.append(buf)
+        return buf
+
+    def persist(self, step: Step) -> Step:
+        """The same dispatch with every ndarray binding replaced by a device buffer."""
+        buffers: dict[int, Buffer | np.ndarray] = {}
+        for number, value in step.buffers.items():
+            if isinstance(value, np.ndarray):
+                kind = BINDING_KINDS[step.pipeline.bindings[number]["kind"]]
+                value = self.upload(value, kind)
+            buffers[number] = value
+        return Step(step.pipeline, buffers, step.push, step.groups)
+
+    def free(self) -> None:
+        for _, buf in self._uploaded.values():
+            buf.free()
+        for buf in self._owned:
+            buf.free()
+        self._uploaded.clear()
+        self._owned.clear()
+
+    def __enter__(self) -> DeviceInputs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.free()

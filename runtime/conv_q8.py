@@ -1,0 +1,496 @@
+"""Host side of int8 conv2d as im2col + GEMM: check arguments, pick variants, pack, dispatch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from runtime import validate
+from runtime.device import Buffer, Device, Step, default_device
+from runtime.errors import LimitExceededError
+from runtime.layouts import Layout, buffer_metadata, pack_matrix_4w4c, unpack_matrix_4w4c, unpack_output_4c
+from runtime.manifest import Manifest, load_manifest
+from runtime.reference import conv_out_size, pack_weights
+from runtime.select import check_forced, pick
+
+ACTIVATIONS = {"none": 0, "relu": 1}
+# |sum of (x - x_zp) * w| <= K * 255 * 128 must stay inside int32 accumulators
+MAX_K = (2**31 - 1) // (255 * 128)
+# sizes, strides, padding and dilation reach the shaders as int32 push constants
+INT32_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Sizes of one conv call and of its im2col matrix (see runtime/reference.py)."""
+
+    N: int
+    C_in: int
+    H: int
+    W: int
+    C_out: int
+    KH: int
+    KW: int
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    H_out: int
+    W_out: int
+
+    @property
+    def Cg(self) -> int:
+        return self.C_in // self.groups
+
+    @property
+    def OCg(self) -> int:
+        return self.C_out // self.groups
+
+    @property
+    def Cg4(self) -> int:
+        return -(-self.Cg // 4)
+
+    @property
+    def OCg4(self) -> int:
+        return -(-self.OCg // 4)
+
+    @property
+    def M(self) -> int:
+        return self.N * self.H_out * self.W_out
+
+    @property
+    def M4(self) -> int:
+        return -(-self.M // 4)
+
+    @property
+    def K4(self) -> int:
+        return self.KH * self.KW * self.Cg4
+
+    @property
+    def Kp(self) -> int:
+        return 4 * self.K4
+
+
+@dataclass
+class ConvRun:
+    """Everything a test or benchmark may want from one execution."""
+
+    output: np.ndarray
+    im2col_variant: str
+    gemm_variant: str
+    geometry: ConvGeometry
+    im2col_words: np.ndarray | None = None
+    seconds: list[float] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def conv_geometry(
+    x: Any, weight: Any, *, stride: Any, padding: Any, dilation: Any, groups: Any
+) -> ConvGeometry:
+    """Check shapes and conv parameters; ValueError/TypeError naming the argument."""
+    x = validate.int8_array(x, "x", 4)
+    weight = validate.int8_array(weight, "weight", 4)
+    groups = validate.positive_int(groups, "groups")
+    stride_p = validate.pair(stride, "stride", minimum=1, maximum=INT32_MAX)
+    padding_p = validate.pair(padding, "padding", minimum=0, maximum=INT32_MAX)
+    dilation_p = validate.pair(dilation, "dilation", minimum=1, maximum=INT32_MAX)
+    N, C_in, H, W = x.shape
+    C_out, Cg, KH, KW = weight.shape
+    if C_in % groups:
+        raise ValueError(f"groups={groups} does not divide C_in={C_in} (x.shape={x.shape})")
+    if C_out % groups:
+        raise ValueError(f"groups={groups} does not divide C_out={C_out} (weight.shape={weight.shape})")
+    if Cg != C_in // groups:
+        raise ValueError(
+            f"weight.shape={weight.shape} must be (C_out, C_in/groups={C_in // groups}, KH, KW) "
+            f"for x.shape={x.shape} and groups={groups}"
+        )
+    outs = []
+    for axis, size, k, s, p, d in (
+        ("H", H, KH, stride_p[0], padding_p[0], dilation_p[0]),
+        ("W", W, KW, stride_p[1], padding_p[1], dilation_p[1]),
+    ):
+        span = d * (k - 1) + 1
+        if size + 2 * p > INT32_MAX:
+            raise ValueError(
+                f"padding={padding!r}: the padded input {size} + 2*{p} along {axis} exceeds int32 ({INT32_MAX})"
+            )
+        if size + 2 * p < span:
+            raise ValueError(
+                f"weight: kernel span {span} along {axis} (K{axis}={k}, dilation={d}) is larger than the padded "
+                f"input {size} + 2*{p}; the output would be empty"
+            )
+        outs.append(conv_out_size(size, k, s, p, d))
+    geom = ConvGeometry(N, C_in, H, W, C_out, KH, KW, stride_p, padding_p, dilation_p, groups, outs[0], outs[1])
+    if geom.Kp > MAX_K:
+        raise ValueError(
+            f"weight.shape={weight.shape}: reduction length {geom.Kp} exceeds {MAX_K}, "
+            "where int32 accumulators could overflow"
+        )
+    return geom
+
+
+def _layout(manifest: Manifest, name: Any) -> Layout:
+    validate.choice(name, "input_layout", sorted(manifest.layouts))
+    return Layout.from_dict(name, manifest.layouts[name])
+
+
+def _im2col_entry(
+    manifest: Manifest, device: Device, layout: str, forced: str | None
+) -> dict[str, Any]:
+    def accepts(axes: Mapping[str, Any]) -> str | None:
+        ok = axes.get("input_layout") in ("generic", layout)
+        return None if ok else f"it reads input_layout {axes.get('input_layout')!r}, the call has {layout!r}"
+
+    if forced is not None:
+        return check_forced(
+            manifest, forced, "im2col_variant", role="im2col", accepts=accepts, supports=device.supports
+        )
+
+    def preference(axes: Mapping[str, Any]) -> tuple[Any, ...]:
+        return (axes.get("input_layout") == "generic", axes["wg"]["y"] != 1)
+
+    return pick(manifest, role="im2col", accepts=accepts, preference=preference, supports=device.supports,
+                what=f"input_layout={layout!r}")
+
+
+def gemm_unfit(entry: Mapping[str, Any], device: Device) -> str | None:
+    """Why a GEMM variant cannot run on this device beyond its features, or None."""
+    params, axes = entry.get("params", {}), entry["axes"]
+    want_sg = params.get("subgroup_size")
+    if want_sg and device.info.subgroup_size != want_sg:
+        return f"it assumes subgroups of {want_sg} threads, the device has {device.info.subgroup_size}"
+    coop = axes.get("coop")
+    if coop:
+        shapes = {(c["M"], c["N"], c["K"]) for c in device.info.cooperative_matrix
+                  if c["A"] in ("sint8", "int8") and c["Result"] in ("sint32", "int32")}
+        if (coop["m"], coop["n"], coop["k"]) not in shapes:
+            return (f"the device reports no int8 cooperative-matrix shape M{coop['m']} N{coop['n']} K{coop['k']} "
+                    f"(it reports {sorted(shapes) or 'none'})")
+    return None
+
+
+def _gemm_entry(
+    manifest: Manifest, device: Device, OCg: int, M: int, scale_dtype: str, forced: str | None
+) -> dict[str, Any]:
+    if forced is not None:
+        entry = check_forced(
+            manifest, forced, "gemm_variant", role="gemm", accepts=lambda axes: None, supports=device.supports
+        )
+        reason = gemm_unfit(entry, device)
+        if reason:
+            raise ValueError(f"gemm_variant={forced!r} cannot run on {device.info.name}: {reason}")
+        return entry
+
+    def accepts(axes: Mapping[str, Any]) -> str | None:
+        return None if axes.get("dtype") == scale_dtype else "other scale dtype"
+
+    def preference(axes: Mapping[str, Any]) -> tuple[Any, ...]:
+        tile = axes["tile"]
+        # wide channel tiles only when there are channels to fill them
+        waste = (-OCg) % tile["c"] + (-M) % tile["w"]
+        return ("coop" not in axes, axes.get("dot") != "dot", waste, -tile["c"] * tile["w"], axes["wg"]["x"])
+
+    def runs_here(features: Iterable[str]) -> list[str]:
+        return device.supports(features)
+
+    runnable = {n: v for n, v in manifest.variants.items() if v["role"] != "gemm" or not gemm_unfit(v, device)}
+    usable = Manifest(manifest.path, runnable, manifest.layouts, manifest.dtypes)
+    return pick(usable, role="gemm", accepts=accepts, preference=preference, supports=runs_here,
+                what=f"scale dtype {scale_dtype}")
+
+
+def _groups(count: int, local: int) -> int:
+    return max(1, -(-count // local))
+
+
+@dataclass(frozen=True)
+class GemmGeometry:
+    """Sizes of one grouped GEMM: G groups of (M x Kp) @ (Kp x OCg)."""
+
+    G: int
+    M: int
+    K4: int
+    OCg: int
+
+    @property
+    def M4(self) -> int:
+        return -(-self.M // 4)
+
+    @property
+    def OCg4(self) -> int:
+        return -(-self.OCg // 4)
+
+    @property
+    def a_bytes(self) -> int:
+        return self.G * self.M4 * self.K4 * 16
+
+    @property
+    def out_bytes(self) -> int:
+        return self.G * self.M * self.OCg4 * 4
+
+
+def gemm_geometry(geom: ConvGeometry) -> GemmGeometry:
+    return GemmGeometry(geom.groups, geom.M, geom.K4, geom.OCg)
+
+
+def _device(device: Any) -> Device:
+    if device is None:
+        return default_device()
+    if not isinstance(device, Device):
+        raise TypeError(f"device must be a runtime.Device or None, got {device!r}")
+    return device
+
+
+def _check_limit(dev: Device, what: str, nbytes: int) -> None:
+    limit = int(dev.info.limits["maxStorageBufferRange"])
+    if nbytes > limit:
+        raise LimitExceededError("maxStorageBufferRange", nbytes, limit, f"{what} needs a {nbytes}-byte buffer")
+
+
+def im2col_step(
+    dev: Device, entry: dict[str, Any], layout: Layout, geom: ConvGeometry, x_words: np.ndarray, x_zp: int,
+    out: Buffer,
+) -> Step:
+    """The im2col dispatch: x packed in `layout` -> 4W4C matrix in `out`."""
+    spec_names = {s["name"] for s in entry["spec_constants"]}
+    spec = {"LAYOUT_HASH": layout.hashed_i32()} if "LAYOUT_HASH" in spec_names else {}
+    buffers: dict[int, Any] = {0: out, 1: x_words}
+    if any(b["binding"] == 2 for b in entry["bindings"]):
+        shape = (geom.N, geom.C_in, geom.H, geom.W)
+        buffers[2] = np.frombuffer(buffer_metadata(layout, shape), dtype=np.uint8)
+    g = geom
+    push = {
+        "in_whcn": (g.W, g.H, g.C_in, g.N),
+        "kernel": (g.KW, g.KH, g.stride[1], g.stride[0]),
+        "pad_dil": (g.padding[1], g.padding[0], g.dilation[1], g.dilation[0]),
+        "out_geom": (g.W_out, g.H_out, g.groups, g.Cg),
+        "matrix": (g.M, g.M4, g.K4, g.Cg4),
+        "x_zp": x_zp,
+    }
+    lx, ly, _ = entry["local_size"]
+    return Step(dev.pipeline(entry, spec), buffers, push, (_groups(g.M4, lx), _groups(g.K4, ly), g.groups))
+
+
+@dataclass(frozen=True)
+class Requant:
+    """Checked requantization parameters of one call."""
+
+    w_scales: np.ndarray
+    bias: np.ndarray | None
+    x_scale: float
+    x_zp: int
+    out_scale: float
+    out_zp: int
+    activation: int
+
+
+def check_requant(
+    w_scales: Any, bias: Any, C_out: int, *, x_scale: Any, x_zp: Any, out_scale: Any, out_zp: Any, activation: Any
+) -> Requant:
+    rq = Requant(
+        w_scales=validate.per_channel(w_scales, "w_scales", C_out, positive=True),
+        bias=None if bias is None else validate.per_channel(bias, "bias", C_out, positive=False),
+        x_scale=validate.positive_finite(x_scale, "x_scale"),
+        x_zp=validate.zero_point(x_zp, "x_zp"),
+        out_scale=validate.positive_finite(out_scale, "out_scale"),
+        out_zp=validate.zero_point(out_zp, "out_zp"),
+        activation=ACTIVATIONS[validate.choice(activation, "activation", list(ACTIVATIONS))],
+    )
+    # the epilogue computes in float32: acc * (x_scale * w_scales[oc]) + bias[oc], then / out_scale
+    validate.storable(rq.x_scale, "x_scale", np.float32, "a float32 push constant", positive=True)
+    validate.storable(rq.out_scale, "out_scale", np.float32, "a float32 push constant", positive=True)
+    product = rq.x_scale * rq.w_scales.astype(np.float64)
+    over = np.flatnonzero(product > np.finfo(np.float32).max)
+    if over.size:
+        i = int(over[0])
+        raise ValueError(
+            f"x_scale * w_scales[{i}] = {rq.x_scale!r} * {float(rq.w_scales[i])!r} = {float(product[i]):.4g} "
+            "overflows float32, in which the shader multiplies them"
+        )
+    return rq
+
+
+def scale_dtype(rq: Requant) -> str:
+    """Storage type the scales ask for: float16 only when w_scales (and bias, if any) are float16."""
+    halves = rq.w_scales.dtype == np.float16 and (rq.bias is None or rq.bias.dtype == np.float16)
+    return "float16" if halves else "float32"
+
+
+def check_storage(manifest: Manifest, entry: Mapping[str, Any], rq: Requant) -> None:
+    """ValueError if w_scales / bias do not survive the cast to the variant's scale storage type."""
+    dtype = np.dtype(manifest.dtypes[entry["axes"]["dtype"]]["numpy"])
+    where = f"the scale storage of {entry['name']!r}"
+    validate.storable(rq.w_scales, "w_scales", dtype, where, positive=True)
+    if rq.bias is not None:
+        validate.storable(rq.bias, "bias", dtype, where, positive=False)
+
+
+def gemm_step(
+    dev: Device, manifest: Manifest, entry: dict[str, Any], geom: GemmGeometry, a: Buffer | np.ndarray,
+    w_words: np.ndarray, wsum: np.ndarray, rq: Requant, out: Buffer,
+) -> Step:
+    """The GEMM + requantize dispatch: 4W4C matrix `a` -> [G][M][OCg4] int8 words in `out`."""
+    np_scale = np.dtype(manifest.dtypes[entry["axes"]["dtype"]]["numpy"])
+    C_out = geom.G * geom.OCg
+    bias = np.zeros(C_out) if rq.bias is None else rq.bias
+    buffers = {0: out, 1: a, 2: w_words, 3: wsum, 4: rq.w_scales.astype(np_scale), 5: bias.astype(np_scale)}
+    push = {
+        "dims": (geom.M, geom.M4, geom.K4, geom.OCg),
+        "dims2": (geom.OCg4, geom.G, rq.x_zp, rq.out_zp),
+        "scales": (rq.x_scale, rq.out_scale, 0.0, 0.0),
+    }
+    # the template states the outputs one workgroup covers (see common.dispatch_block)
+    block = {s["name"]: int(s["default"]) for s in entry["spec_constants"]}
+    pipe = dev.pipeline(entry, {"ACTIVATION": rq.activation})
+    groups = (_groups(geom.M, block["DISPATCH_BLOCK_M"]), _groups(geom.OCg, block["DISPATCH_BLOCK_N"]), geom.G)
+    return Step(pipe, buffers, push, groups)
+
+
+def run_im2col_q8(
+    x: Any, KH: int, KW: int, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: Any = 1,
+    x_zp: Any = 0, input_layout: Any = "4w4c", variant: str | None = None, device: Device | None = None,
+    guard: bool = False, pad_garbage: np.random.Generator | None = None,
+) -> tuple[np.ndarray, str]:
+    """Run only im2col; returns the (G, M, Kp) int8 matrix and the variant name."""
+    x = validate.int8_array(x, "x", 4)
+    groups = validate.positive_int(groups, "groups")
+    # im2col depends on the kernel's shape only; a zero kernel of that shape carries it
+    weight_shape = np.zeros((groups, max(1, x.shape[1] // groups), KH, KW), dtype=np.int8)
+    geom = conv_geometry(x, weight_shape, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    x_zp_i = validate.zero_point(x_zp, "x_zp")
+    manifest = load_manifest()
+    layout = _layout(manifest, input_layout)
+    dev = _device(device)
+    entry = _im2col_entry(manifest, dev, layout.name, variant)
+    gg = gemm_geometry(geom)
+    _check_limit(dev, "im2col matrix of x", gg.a_bytes)
+    x_words = layout.pack(x, pad_value=None if pad_garbage is not None else 0, rng=pad_garbage)
+    with dev.alloc(gg.a_bytes, guard=guard) as a_buf:
+        dev.run([im2col_step(dev, entry, layout, geom, x_words, x_zp_i, a_buf)])
+        if guard:
+            a_buf.check_guards(f"{entry['name']} output (im2col matrix)")
+        words = a_buf.read(np.int32)
+    return unpack_matrix_4w4c(words, geom.groups, geom.M, geom.Kp), entry["name"]
+
+
+def run_gemm_q8(
+    a: np.ndarray, weight: np.ndarray, w_scales: Any, bias: Any, *, groups: int, x_scale: Any, x_zp: Any,
+    out_scale: Any, out_zp: Any, activation: Any = "none", variant: str | None = None,
+    device: Device | None = None, guard: bool = False,
+) -> tuple[np.ndarray, str]:
+    """Run only the GEMM on an im2col matrix a (G, M, Kp); returns (G, M, OCg) int8 and the variant."""
+    G, M, Kp = a.shape
+    OCg = weight.shape[0] // groups
+    geom = GemmGeometry(G, M, Kp // 4, OCg)
+    rq = check_requant(w_scales, bias, weight.shape[0], x_scale=x_scale, x_zp=x_zp, out_scale=out_scale,
+                       out_zp=out_zp, activation=activation)
+    manifest = load_manifest()
+    dev = _device(device)
+    entry = _gemm_entry(manifest, dev, OCg, M, scale_dtype(rq), variant)
+    check_storage(manifest, entry, rq)
+    w_words, wsum = pack_weights(weight, groups)
+    with dev.alloc(geom.out_bytes, guard=guard) as out_buf:
+        step = gemm_step(dev, manifest, entry, geom, pack_matrix_4w4c(a), w_words, wsum, rq, out_buf)
+        dev.run([step])
+        if guard:
+            out_buf.check_guards(f"{entry['name']} output")
+        words = out_buf.read(np.int32)
+    return unpack_output_4c(words, G, M, OCg), entry["name"]
+
+
+def run_conv2d_q8(
+    x: Any,
+    weight: Any,
+    w_scales: Any,
+    bias: Any,
+    *,
+    x_scale: Any,
+    x_zp: Any,
+    out_scale: Any,
+    out_zp: Any,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: Any = 1,
+    activation: Any = "none",
+    input_layout: Any = "4w4c",
+    im2col_variant: str | None = None,
+    gemm_variant: str | None = None,
+    device: Device | None = None,
+    guard: bool = False,
+    keep_im2col: bool = False,
+    timestamps: bool = False,
+    pad_garbage: np.random.Generator | None = None,
+) -> ConvRun:
+    """conv2d_q8 with the knobs tests and benchmarks need (guard bands, intermediates, timing)."""
+    geom = conv_geometry(x, weight, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    rq = check_requant(w_scales, bias, geom.C_out, x_scale=x_scale, x_zp=x_zp, out_scale=out_scale,
+                       out_zp=out_zp, activation=activation)
+    manifest = load_manifest()
+    layout = _layout(manifest, input_layout)
+    dev = _device(device)
+    im2col = _im2col_entry(manifest, dev, layout.name, im2col_variant)
+    gemm = _gemm_entry(manifest, dev, geom.OCg, geom.M, scale_dtype(rq), gemm_variant)
+    check_storage(manifest, gemm, rq)
+
+    gg = gemm_geometry(geom)
+    # sizes first: an oversized call fails before the (possibly huge) host-side packing
+    x_bytes = 4 * layout.words((geom.N, geom.C_in, geom.H, geom.W))
+    w_bytes = 4 * geom.groups * geom.K4 * geom.OCg
+    for what, nbytes in (("x", x_bytes), ("weight", w_bytes), ("im2col matrix of x", gg.a_bytes),
+                         ("output", gg.out_bytes)):
+        _check_limit(dev, what, nbytes)
+    x_words = layout.pack(x, pad_value=None if pad_garbage is not None else 0, rng=pad_garbage)
+    w_words, wsum = pack_weights(weight, geom.groups)
+
+    with dev.alloc(gg.a_bytes, guard=guard) as a_buf, dev.alloc(gg.out_bytes, guard=guard) as out_buf:
+        steps = [
+            im2col_step(dev, im2col, layout, geom, x_words, rq.x_zp, a_buf),
+            gemm_step(dev, manifest, gemm, gg, a_buf, w_words, wsum, rq, out_buf),
+        ]
+        seconds = dev.run(steps, timestamps=timestamps)
+        if guard:
+            a_buf.check_guards(f"{im2col['name']} output (im2col matrix)")
+            out_buf.check_guards(f"{gemm['name']} output")
+        mat = unpack_output_4c(out_buf.read(np.int32), geom.groups, geom.M, geom.OCg)  # (G, M, OCg)
+        im2col_words = a_buf.read(np.int32) if keep_im2col else None
+    out = mat.reshape(geom.groups, geom.N, geom.H_out, geom.W_out, geom.OCg).transpose(1, 0, 4, 2, 3)
+    output = np.ascontiguousarray(out.reshape(geom.N, geom.C_out, geom.H_out, geom.W_out))
+    return ConvRun(output, im2col["name"], gemm["name"], geom, im2col_words, seconds)
+
+
+def conv2d_q8(
+    x: np.ndarray,
+    weight: np.ndarray,
+    w_scales: np.ndarray,
+    bias: np.ndarray | None,
+    *,
+    x_scale: float,
+    x_zp: int,
+    out_scale: float,
+    out_zp: int,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    activation: str = "none",
+    input_layout: str = "4w4c",
+    im2col_variant: str | None = None,
+    gemm_variant: str | None = None,
+    device: Device | None = None,
+) -> np.ndarray:
+    """Quantized int8 conv2d on the Vulkan device; returns int8 (N, C_out, H_out, W_out).
+
+    acc = sum over taps of (x - x_zp) * w (padding taps add 0); y = acc * x_scale * w_scales[oc]
+    + bias[oc]; ReLU if asked; q = clamp(round(y / out_scale) + out_zp, -128, 127).
+    A variant left as None is picked by layout and device features; a name forces it.
+    """
+    return run_conv2d_q8(
+        x, weight, w_scales, bias, x_scale=x_scale, x_zp=x_zp, out_scale=out_scale, out_zp=out_zp,
+        stride=stride, padding=padding, dilation=dilation, groups=groups, activation=activation,
+        input_layout=input_layout, im2col_variant=im2col_variant, gemm_variant=gemm_variant, device=device,
+    ).output

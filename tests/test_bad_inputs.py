@@ -1,0 +1,379 @@
+"""Bad input to the public ops is refused with a typed error naming the argument and the value,
+before anything reaches the GPU.
+
+ONE table: each row takes a valid baseline call, changes one thing, and says which exception
+(ValueError or TypeError; LimitExceededError is a ValueError) and which words the message must hold.
+While a row runs, the default device's run/alloc/upload/pipeline fail the test if called, and host
+allocations are traced, so a rejected call neither submits work nor packs a huge tensor first.
+
+Rows for ``runtime.conv2d_float`` are generated only when that op exists (runtime/conv_float.py).
+"""
+
+from __future__ import annotations
+
+import math
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+
+import runtime
+from runtime.conv_q8 import MAX_K
+from runtime.device import Device, default_device
+from runtime.reference import conv2d_q8_reference
+
+Kwargs = dict[str, Any]
+HAVE_FLOAT = hasattr(runtime, "conv2d_float")
+OPS = ("q8", "float") if HAVE_FLOAT else ("q8",)
+# a rejected call may allocate small things on the host, never a copy of a big (broadcast) tensor
+MAX_HOST_PEAK = 16 << 20
+
+
+def _rng() -> np.random.Generator:
+    return np.random.default_rng(9)
+
+
+def baseline_q8() -> Kwargs:
+    """A valid call: dense 3x3 conv, 8 -> 4 channels, 6x6 input."""
+    rng = _rng()
+    return {
+        "x": rng.integers(-128, 128, (1, 8, 6, 6), dtype=np.int8),
+        "weight": rng.integers(-128, 128, (4, 8, 3, 3), dtype=np.int8),
+        "w_scales": np.full(4, 0.01, np.float32),
+        "bias": np.zeros(4, np.float32),
+        "x_scale": 0.05, "x_zp": 3, "out_scale": 0.5, "out_zp": -2,
+    }
+
+
+def baseline_float() -> Kwargs:
+    rng = _rng()
+    return {
+        "x": rng.standard_normal((1, 8, 6, 6)).astype(np.float32),
+        "weight": rng.standard_normal((4, 8, 3, 3)).astype(np.float32),
+        "bias": np.zeros(4, np.float32),
+    }
+
+
+def limit() -> int:
+    return int(default_device().info.limits["maxStorageBufferRange"])
+
+
+def zeros(shape: tuple[int, ...], dtype: Any = np.int8) -> np.ndarray:
+    """A read-only zero tensor of any logical size backed by one element (no big allocation)."""
+    return np.broadcast_to(np.zeros((), dtype), shape)
+
+
+def per_channel(c_out: int, value: float = 0.01) -> Kwargs:
+    return {"w_scales": np.full(c_out, value, np.float32), "bias": np.zeros(c_out, np.float32)}
+
+
+def set_(**changes: Any) -> Callable[[Kwargs], Kwargs]:
+    """Builder: the baseline with some arguments replaced."""
+    return lambda kw: {**kw, **changes}
+
+
+def entry(name: str, index: Any, value: Any) -> Callable[[Kwargs], Kwargs]:
+    """Builder: the baseline with one entry of an array argument replaced."""
+    def build(kw: Kwargs) -> Kwargs:
+        arr = kw[name].copy()
+        arr[index] = value
+        return {**kw, name: arr}
+    return build
+
+
+def cast(name: str, dtype: Any) -> Callable[[Kwargs], Kwargs]:
+    return lambda kw: {**kw, name: kw[name].astype(dtype)}
+
+
+def reshape(name: str, shape: tuple[int, ...]) -> Callable[[Kwargs], Kwargs]:
+    return lambda kw: {**kw, name: kw[name].reshape(shape)}
+
+
+# -- sizes that go over maxStorageBufferRange, derived from the device's limit -----------------------
+def im2col_too_big(kw: Kwargs) -> Kwargs:
+    # 13x13 kernel, padding 6 on 4 channels: the im2col matrix is ~676 bytes per output pixel
+    side = math.isqrt(limit() // 676) + 16
+    return {**kw, "x": zeros((1, 4, side, side)), "weight": zeros((4, 4, 13, 13)), "padding": 6}
+
+
+def x_too_big(kw: Kwargs) -> Kwargs:
+    side = math.isqrt(limit() // 8) + 16
+    return {**kw, "x": zeros((1, 8, side, side)), "weight": zeros((4, 8, 1, 1))}
+
+
+def output_too_big(kw: Kwargs) -> Kwargs:
+    # 1x1 kernel, 4 -> 64 channels: 64 output bytes per pixel, 4 per pixel for x and im2col
+    side = math.isqrt(limit() // 64) + 16
+    return {**kw, "x": zeros((1, 4, side, side)), "weight": zeros((64, 4, 1, 1)), **per_channel(64)}
+
+
+def weight_too_big(kw: Kwargs) -> Kwargs:
+    c_in = 16384  # reduction length 16384 < MAX_K
+    c_out = limit() // c_in + 8
+    return {**kw, "x": zeros((1, c_in, 1, 1)), "weight": zeros((c_out, c_in, 1, 1)), **per_channel(c_out)}
+
+
+def reduction_too_long(kw: Kwargs) -> Kwargs:
+    c_in = MAX_K + 4
+    return {**kw, "x": zeros((1, c_in, 1, 1)), "weight": zeros((4, c_in, 1, 1))}
+
+
+GEMM = "q8ta_gemm_float32_int_t4x4_wg64"
+GEMM_F16 = "q8ta_gemm_float16_int_t4x4_wg64"
+IM2COL_4W4C = "q8ta_im2col_4w4c_wg64"
+IM2COL_GENERIC = "q8ta_im2col_generic_wg64"
+I32 = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Row:
+    op: str  # "q8": runtime.conv2d_q8, "float": runtime.conv2d_float
+    id: str
+    build: Callable[[Kwargs], Kwargs]
+    exc: type[Exception]
+    words: tuple[str, ...]
+
+
+def R(op: str, id: str, build: Callable[[Kwargs], Kwargs], exc: type[Exception], *words: str) -> Row:
+    return Row(op, id, build, exc, words)
+
+
+TE, VE = TypeError, ValueError
+
+TABLE: list[Row] = [
+    # --- conv2d_q8: tensors: dtype, rank, type, zero-size -----------------------------------------
+    R("q8", "x-float32", cast("x", np.float32), TE, "x", "float32"),
+    R("q8", "x-int16", cast("x", np.int16), TE, "x", "int16"),
+    R("q8", "x-uint8", cast("x", np.uint8), TE, "x", "uint8"),
+    R("q8", "x-list", lambda kw: {**kw, "x": kw["x"].tolist()}, TE, "x", "list"),
+    R("q8", "x-rank3", reshape("x", (8, 6, 6)), VE, "x", "4 dimensions", "(8, 6, 6)"),
+    R("q8", "x-rank5", reshape("x", (1, 1, 8, 6, 6)), VE, "x", "4 dimensions", "(1, 1, 8, 6, 6)"),
+    R("q8", "x-zero-batch", set_(x=np.zeros((0, 8, 6, 6), np.int8)), VE, "x", "zero-size", "(0, 8, 6, 6)"),
+    R("q8", "x-zero-height", set_(x=np.zeros((1, 8, 0, 6), np.int8)), VE, "x", "zero-size", "(1, 8, 0, 6)"),
+    R("q8", "weight-float64", cast("weight", np.float64), TE, "weight", "float64"),
+    R("q8", "weight-rank2", reshape("weight", (4, 72)), VE, "weight", "4 dimensions", "(4, 72)"),
+    R("q8", "weight-zero-cout", set_(weight=np.zeros((0, 8, 3, 3), np.int8)), VE, "weight", "(0, 8, 3, 3)"),
+    R("q8", "weight-zero-kernel", set_(weight=np.zeros((4, 8, 0, 3), np.int8)), VE, "weight", "(4, 8, 0, 3)"),
+    R("q8", "w_scales-int", set_(w_scales=np.ones(4, np.int64)), TE, "w_scales", "int64"),
+    R("q8", "w_scales-list", set_(w_scales=[0.01] * 4), TE, "w_scales", "list"),
+    R("q8", "w_scales-rank2", reshape("w_scales", (4, 1)), VE, "w_scales", "(4, 1)"),
+    R("q8", "w_scales-length", set_(w_scales=np.full(3, 0.01, np.float32)), VE, "w_scales", "(4,)", "(3,)"),
+    R("q8", "w_scales-empty", set_(w_scales=np.zeros(0, np.float32)), VE, "w_scales", "(0,)"),
+    R("q8", "bias-int32", cast("bias", np.int32), TE, "bias", "int32"),
+    R("q8", "bias-length", set_(bias=np.zeros(5, np.float32)), VE, "bias", "(4,)", "(5,)"),
+    R("q8", "bias-nan", entry("bias", 2, np.nan), VE, "bias[2]", "nan"),
+    R("q8", "bias-inf", entry("bias", 0, -np.inf), VE, "bias[0]", "-inf"),
+    R("q8", "bias-float64-overflows-float32", set_(bias=np.full(4, 1e300)), VE, "bias[0]", "1e+300", "float32"),
+    # --- conv2d_q8: channels and groups ------------------------------------------------------------
+    R("q8", "groups-not-dividing-C_in", set_(groups=3), VE, "groups=3", "C_in=8"),
+    R("q8", "groups-not-dividing-C_out", lambda kw: {**kw, "groups": 2, "weight": np.zeros((5, 4, 3, 3), np.int8),
+                                                     **per_channel(5)}, VE, "groups=2", "C_out=5"),
+    R("q8", "weight-C_in-mismatch", set_(weight=np.zeros((4, 7, 3, 3), np.int8)), VE,
+      "weight.shape=(4, 7, 3, 3)", "C_in/groups=8"),
+    R("q8", "weight-depthwise-mismatch", set_(groups=8, weight=np.zeros((8, 8, 3, 3), np.int8), **per_channel(8)),
+      VE, "weight.shape=(8, 8, 3, 3)", "C_in/groups=1"),
+    R("q8", "groups-zero", set_(groups=0), VE, "groups", "0"),
+    R("q8", "groups-float", set_(groups=2.0), TE, "groups", "2.0"),
+    R("q8", "groups-bool", set_(groups=True), TE, "groups", "True"),
+    # --- conv2d_q8: kernel vs input ----------------------------------------------------------------
+    R("q8", "kernel-larger-than-input", set_(weight=np.zeros((4, 8, 7, 7), np.int8)), VE,
+      "weight", "kernel span 7", "KH=7", "6 + 2*0", "empty"),
+    R("q8", "dilated-kernel-larger-than-input", set_(dilation=4), VE, "kernel span 9", "dilation=4", "6 + 2*0"),
+    R("q8", "kernel-larger-than-padded-input", set_(weight=np.zeros((4, 8, 9, 3), np.int8), padding=1), VE,
+      "weight", "kernel span 9", "KH=9", "6 + 2*1"),
+    R("q8", "kernel-too-wide-only", set_(weight=np.zeros((4, 8, 1, 8), np.int8)), VE, "along W", "KW=8"),
+    # --- conv2d_q8: scales -------------------------------------------------------------------------
+    R("q8", "x_scale-zero", set_(x_scale=0.0), VE, "x_scale", "0.0"),
+    R("q8", "x_scale-negative", set_(x_scale=-0.5), VE, "x_scale", "-0.5"),
+    R("q8", "x_scale-nan", set_(x_scale=float("nan")), VE, "x_scale", "nan"),
+    R("q8", "x_scale-inf", set_(x_scale=float("inf")), VE, "x_scale", "inf"),
+    R("q8", "x_scale-str", set_(x_scale="0.05"), TE, "x_scale", "'0.05'"),
+    R("q8", "x_scale-none", set_(x_scale=None), TE, "x_scale", "None"),
+    R("q8", "x_scale-overflows-float32", set_(x_scale=1e39), VE, "x_scale", "1e+39", "float32"),
+    R("q8", "out_scale-zero", set_(out_scale=0), VE, "out_scale", "0"),
+    R("q8", "out_scale-neg-inf", set_(out_scale=float("-inf")), VE, "out_scale", "-inf"),
+    R("q8", "out_scale-underflows-float32", set_(out_scale=1e-50), VE, "out_scale", "1e-50", "float32"),
+    R("q8", "w_scales-zero-entry", entry("w_scales", 1, 0.0), VE, "w_scales[1]", "0.0"),
+    R("q8", "w_scales-negative-entry", entry("w_scales", 2, -0.25), VE, "w_scales[2]", "-0.25"),
+    R("q8", "w_scales-nan-entry", entry("w_scales", 3, np.nan), VE, "w_scales[3]", "nan"),
+    R("q8", "w_scales-inf-entry", entry("w_scales", 0, np.inf), VE, "w_scales[0]", "inf"),
+    R("q8", "w_scales-float64-overflows-float32", set_(w_scales=np.full(4, 1e39), x_scale=1e-10), VE,
+      "w_scales[0]", "1e+39", "float32"),
+    R("q8", "w_scales-float64-underflows-float32", set_(w_scales=np.full(4, 1e-300)), VE,
+      "w_scales[0]", "1e-300", "float32"),
+    R("q8", "x_scale-times-w_scales-overflows", set_(x_scale=1e20, w_scales=np.full(4, 1e20, np.float32)), VE,
+      "x_scale * w_scales[0]", "1e+20", "float32"),
+    # --- conv2d_q8: zero points --------------------------------------------------------------------
+    R("q8", "x_zp-128", set_(x_zp=128), VE, "x_zp", "[-128, 127]", "128"),
+    R("q8", "x_zp--129", set_(x_zp=-129), VE, "x_zp", "-129"),
+    R("q8", "x_zp-float", set_(x_zp=1.5), TE, "x_zp", "1.5"),
+    R("q8", "x_zp-integral-float", set_(x_zp=1.0), TE, "x_zp", "1.0"),
+    R("q8", "x_zp-str", set_(x_zp="3"), TE, "x_zp", "'3'"),
+    R("q8", "x_zp-bool", set_(x_zp=True), TE, "x_zp", "True"),
+    R("q8", "out_zp-200", set_(out_zp=200), VE, "out_zp", "200"),
+    R("q8", "out_zp-numpy-int-out-of-range", set_(out_zp=np.int64(-1000)), VE, "out_zp", "-1000"),
+    R("q8", "out_zp-none", set_(out_zp=None), TE, "out_zp", "None"),
+    # --- conv2d_q8: stride / padding / dilation ----------------------------------------------------
+    R("q8", "padding-negative", set_(padding=-1), VE, "padding", "-1"),
+    R("q8", "padding-pair-negative", set_(padding=(0, -2)), VE, "padding", "(0, -2)"),
+    R("q8", "stride-zero", set_(stride=0), VE, "stride", "0"),
+    R("q8", "stride-pair-zero", set_(stride=(1, 0)), VE, "stride", "(1, 0)"),
+    R("q8", "dilation-zero", set_(dilation=0), VE, "dilation", "0"),
+    R("q8", "dilation-negative", set_(dilation=(-1, 1)), VE, "dilation", "(-1, 1)"),
+    R("q8", "stride-triple", set_(stride=(1, 2, 3)), TE, "stride", "(1, 2, 3)"),
+    R("q8", "stride-single", set_(stride=(1,)), TE, "stride", "(1,)"),
+    R("q8", "stride-str", set_(stride="2"), TE, "stride", "'2'"),
+    R("q8", "stride-float", set_(stride=1.0), TE, "stride", "1.0"),
+    R("q8", "stride-pair-float", set_(stride=(1, 1.5)), TE, "stride", "(1, 1.5)"),
+    R("q8", "stride-none", set_(stride=None), TE, "stride", "None"),
+    R("q8", "stride-ndarray", set_(stride=np.array([1, 1])), TE, "stride", "array([1, 1])"),
+    R("q8", "stride-over-int32", set_(stride=2**40), VE, "stride", str(2**40), str(I32)),
+    R("q8", "dilation-over-int32", set_(dilation=(1, 2**31)), VE, "dilation", str(2**31), str(I32)),
+    R("q8", "padding-over-int32", set_(padding=2**31), VE, "padding", str(2**31), str(I32)),
+    R("q8", "padded-input-over-int32", set_(padding=2**30, stride=I32), VE, "padding", str(2**30), "int32"),
+    # --- conv2d_q8: choices ------------------------------------------------------------------------
+    R("q8", "activation-unknown", set_(activation="gelu"), VE, "activation", "'gelu'"),
+    R("q8", "activation-case", set_(activation="ReLU"), VE, "activation", "'ReLU'"),
+    R("q8", "activation-none-object", set_(activation=None), VE, "activation", "None"),
+    R("q8", "layout-unknown", set_(input_layout="nhwc"), VE, "input_layout", "'nhwc'"),
+    R("q8", "layout-none", set_(input_layout=None), VE, "input_layout", "None"),
+    R("q8", "device-not-a-device", set_(device="cpu"), TE, "device", "'cpu'"),
+    # --- conv2d_q8: forced variants that cannot serve the call -------------------------------------
+    R("q8", "im2col_variant-unknown", set_(im2col_variant="q8ta_im2col_nope"), VE,
+      "im2col_variant", "'q8ta_im2col_nope'", "no such variant"),
+    R("q8", "gemm_variant-unknown", set_(gemm_variant="q8ta_gemm_nope"), VE,
+      "gemm_variant", "'q8ta_gemm_nope'", "no such variant"),
+    R("q8", "im2col_variant-is-a-gemm", set_(im2col_variant=GEMM), VE, "im2col_variant", repr(GEMM), "gemm variant"),
+    R("q8", "gemm_variant-is-an-im2col", set_(gemm_variant=IM2COL_GENERIC), VE,
+      "gemm_variant", repr(IM2COL_GENERIC), "im2col variant"),
+    R("q8", "im2col_variant-other-layout", set_(im2col_variant=IM2COL_4W4C, input_layout="4c"), VE,
+      "im2col_variant", repr(IM2COL_4W4C), "'4w4c'", "'4c'"),
+    R("q8", "im2col_variant-not-a-str", set_(im2col_variant=["q8ta_im2col_generic_wg64"]), TE,
+      "im2col_variant", "['q8ta_im2col_generic_wg64']"),
+    R("q8", "gemm_variant-not-a-str", set_(gemm_variant=3), TE, "gemm_variant", "3"),
+    R("q8", "float16-gemm-forced-w_scales-underflow", set_(gemm_variant=GEMM_F16, w_scales=np.full(4, 1e-9)), VE,
+      "w_scales[0]", "1e-09", "float16", GEMM_F16),
+    R("q8", "float16-gemm-forced-bias-overflow", set_(gemm_variant=GEMM_F16, bias=np.full(4, 1e6, np.float32)), VE,
+      "bias[0]", "1000000.0", "float16", GEMM_F16),
+    # --- conv2d_q8: over the device's buffer limit (broadcast zeros: no big host arrays) -----------
+    R("q8", "im2col-matrix-over-limit", im2col_too_big, VE, "im2col matrix of x", "maxStorageBufferRange"),
+    R("q8", "x-over-limit", x_too_big, VE, "x needs", "maxStorageBufferRange"),
+    R("q8", "output-over-limit", output_too_big, VE, "output needs", "maxStorageBufferRange"),
+    R("q8", "weight-over-limit", weight_too_big, VE, "weight needs", "maxStorageBufferRange"),
+    R("q8", "reduction-over-int32-accumulators", reduction_too_long, VE,
+      f"weight.shape=(4, {MAX_K + 4}, 1, 1)", "reduction length", str(MAX_K)),
+    # --- conv2d_float (generated only when runtime.conv2d_float exists) ----------------------------
+    R("float", "x-int8", cast("x", np.int8), TE, "x", "int8"),
+    R("float", "x-list", lambda kw: {**kw, "x": kw["x"].tolist()}, TE, "x", "list"),
+    R("float", "x-rank3", reshape("x", (8, 6, 6)), VE, "x", "(8, 6, 6)"),
+    R("float", "x-zero-size", set_(x=np.zeros((0, 8, 6, 6), np.float32)), VE, "x", "(0, 8, 6, 6)"),
+    R("float", "weight-int8", cast("weight", np.int8), TE, "weight", "int8"),
+    R("float", "weight-rank2", reshape("weight", (4, 72)), VE, "weight", "(4, 72)"),
+    R("float", "bias-length", set_(bias=np.zeros(5, np.float32)), VE, "bias", "(5,)"),
+    R("float", "bias-int", cast("bias", np.int32), TE, "bias", "int32"),
+    R("float", "groups-not-dividing-C_in", set_(groups=3), VE, "groups=3", "C_in=8"),
+    R("float", "weight-C_in-mismatch", set_(weight=np.zeros((4, 7, 3, 3), np.float32)), VE,
+      "weight", "(4, 7, 3, 3)"),
+    R("float", "kernel-larger-than-input", set_(weight=np.zeros((4, 8, 7, 7), np.float32)), VE, "kernel"),
+    R("float", "stride-zero", set_(stride=0), VE, "stride", "0"),
+    R("float", "padding-negative", set_(padding=-1), VE, "padding", "-1"),
+    R("float", "dilation-zero", set_(dilation=(1, 0)), VE, "dilation", "(1, 0)"),
+    R("float", "stride-triple", set_(stride=(1, 2, 3)), TE, "stride", "(1, 2, 3)"),
+    R("float", "activation-unknown", set_(activation="gelu"), VE, "activation", "'gelu'"),
+    R("float", "layout-unknown", set_(input_layout="nhwc"), VE, "input_layout", "'nhwc'"),
+    R("float", "dtype-unknown", set_(dtype="float64"), VE, "dtype", "'float64'"),
+    R("float", "im2col_variant-unknown", set_(im2col_variant="nope"), VE, "im2col_variant", "'nope'"),
+    R("float", "gemm_variant-q8-gemm", set_(gemm_variant=GEMM), VE, "gemm_variant", repr(GEMM)),
+    R("float", "device-not-a-device", set_(device="cpu"), TE, "device", "'cpu'"),
+]
+
+ROWS = [row for row in TABLE if row.op in OPS]
+BASELINES: dict[str, Callable[[], Kwargs]] = {"q8": baseline_q8, "float": baseline_float}
+
+
+def op(name: str) -> Callable[..., np.ndarray]:
+    return runtime.conv2d_q8 if name == "q8" else runtime.conv2d_float  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.fixture
+def no_gpu(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make every Device (the default one included) fail the test on any submission, allocation or
+    pipeline creation."""
+    calls: list[str] = []
+
+    def refuse(method: str) -> Callable[..., Any]:
+        def refused(self: Device, *args: Any, **kwargs: Any) -> Any:
+            calls.append(method)
+            pytest.fail(f"Device.{method} was called for a call that should have been rejected on the host")
+        return refused
+
+    default_device()  # created (and its device queried) outside the watched call
+    for method in ("run", "alloc", "upload", "pipeline"):
+        monkeypatch.setattr(Device, method, refuse(method))
+    return calls
+
+
+def test_table_is_complete() -> None:
+    ids = [(row.op, row.id) for row in TABLE]
+    assert len(ids) == len(set(ids)), "duplicate row ids"
+    assert sum(row.op == "q8" for row in TABLE) >= 30
+    assert all(issubclass(row.exc, (ValueError, TypeError)) and row.words for row in TABLE)
+
+
+@pytest.mark.parametrize("op_name", OPS)
+def test_baseline_is_valid_and_reaches_the_gpu(op_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows' starting point is a good call, and the spy used by the rows sees its submission."""
+    submitted: list[int] = []
+    real_run = Device.run
+
+    def spy(self: Device, steps: Any, **kwargs: Any) -> Any:
+        submitted.append(len(steps))
+        return real_run(self, steps, **kwargs)
+
+    monkeypatch.setattr(Device, "run", spy)
+    kwargs = BASELINES[op_name]()
+    out = op(op_name)(**kwargs)
+    assert submitted, "the baseline call never reached Device.run"
+    if op_name == "q8":
+        want, _ = conv2d_q8_reference(**kwargs)
+        assert np.abs(out.astype(int) - want.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[f"{r.op}:{r.id}" for r in ROWS])
+def test_bad_input(row: Row, no_gpu: list[str]) -> None:
+    kwargs = row.build(BASELINES[row.op]())
+    tracemalloc.start()
+    try:
+        with pytest.raises((TypeError, ValueError)) as err:
+            op(row.op)(**kwargs)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    message = str(err.value)
+    assert isinstance(err.value, row.exc), f"expected {row.exc.__name__}, got {type(err.value).__name__}: {message}"
+    missing = [w for w in row.words if w not in message]
+    assert not missing, f"message lacks {missing}: {message!r}"
+    assert not no_gpu, f"reached the device: {no_gpu}"
+    assert peak < MAX_HOST_PEAK, f"rejecting the call allocated {peak / 2**20:.1f} MiB on the host"
+
+
+def test_rejected_calls_leave_the_device_usable() -> None:
+    """After the rows, the default device still runs a good call (nothing half-built was left)."""
+    before = default_device().live_objects()
+    kwargs = baseline_q8()
+    want, _ = conv2d_q8_reference(**kwargs)
+    out = runtime.conv2d_q8(**kwargs)
+    assert np.abs(out.astype(int) - want.astype(int)).max() <= 1
+    after = default_device().live_objects()
+    assert after["buffers"] == before["buffers"] == 0
+
+
+def test_device_argument_must_be_open() -> None:
+    """A closed Device passed explicitly is refused with a ShaderkitError, not a crash."""
+    dev = Device()
+    dev.close()
+    with pytest.raises(runtime.ShaderkitError, match="closed"):
+        runtime.conv2d_q8(**baseline_q8(), device=dev)
