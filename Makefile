@@ -15,7 +15,7 @@ shaders: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check codegen runtime tests bench
-	$(PY) -m mypy codegen runtime
+	$(PY) -m mypy codegen runtime bench
 
 test: shaders lint
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -q

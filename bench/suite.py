@@ -132,7 +132,7 @@ GEMM = [
     GemmShape("gemm.tallM", 8192, 512, 256),
     GemmShape("gemm.wideN", 256, 1024, 8192),
     GemmShape("gemm.deepK", 256, 8192, 256),
-    GemmShape("gemm.conv-like", 3136, 576, 64),  # ResNet res2 3x3 as a GEMM
+    GemmShape("gemm.3136x576x256", 3136, 576, 256),  # ResNet-like: 56x56 pixels, 3x3x64 taps
     GemmShape("gemm.4096x1024x2048", 4096, 1024, 2048),
     GemmShape("gemm.1024x8192x1024", 1024, 8192, 1024),
     GemmShape("gemm.8192x2048x4096", 8192, 2048, 4096),
@@ -140,22 +140,26 @@ GEMM = [
 
 FULL = Suite("full", conv=RESNET50 + MOBILENETV2, im2col=IM2COL, gemm=GEMM)
 
-# lavapipe on 2 CPU cores: a few minutes in all.
+# lavapipe on 2 CPU cores: well under a few minutes in all (about a minute with --reps 10).
 QUICK = Suite(
     "quick",
     conv=[
         _conv("rn50.stem.7x7s2@56", 3, 56, 64, 7, 2),
-        _conv("rn50.res4.3x3@7", 256, 7, 64, 3),
-        _conv("rn50.res2.proj1x1@14", 64, 14, 256, 1),
+        _conv("rn50.res2.3x3@28", 64, 28, 64, 3),
+        _conv("rn50.res4.3x3@7", 256, 7, 256, 3),
+        _conv("rn50.res3.proj1x1s2@28", 256, 28, 512, 1, 2),
         _dw("mnv2.dw144@14", 144, 14),
+        _dw("mnv2.dw96@28s2", 96, 28, 2),
     ],
     im2col=[
         _conv("im2col.c64@32", 64, 32, 64, 3),
+        _conv("im2col.c128@16", 128, 16, 128, 3),
         _dw("im2col.dw96@28", 96, 28),
     ],
     gemm=[
         GemmShape("gemm.sq256", 256, 256, 256),
         GemmShape("gemm.256x512x384", 256, 512, 384),
+        GemmShape("gemm.512x256x512", 512, 256, 512),
         GemmShape("gemm.sq512", 512, 512, 512),
     ],
     roofline=RooflineSizes(16 << 20, 1 << 12, 20e-3, 16),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 import time
@@ -208,6 +207,6 @@ def _remove_stale(out: Path, keep: set[str], keep_glsl: set[str]) -> None:
         path.unlink(missing_ok=True)
     for sub, suffix, names in (("spv", ".spv", keep), ("glsl", ".comp", keep_glsl)):
         for path in (out / sub).iterdir():
-            stale_tmp = path.name.startswith(".") and path.name.endswith(".tmp")
+            stale_tmp = path.name.startswith(".") and path.name.endswith((".tmp", ".tmp.iface"))
             if stale_tmp or (path.suffix == suffix and path.stem not in names):
                 path.unlink(missing_ok=True)

@@ -72,7 +72,7 @@ class MarkingLoader(jinja2.FileSystemLoader):
 
     def get_source(
         self, environment: jinja2.Environment, template: str
-    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+    ) -> tuple[str, str, Callable[[], bool]]:
         source, filename, uptodate = super().get_source(environment, template)
         label = _display_path(Path(filename or template), self.label_root)
         return _mark_source(source, label), filename, uptodate
@@ -119,12 +119,13 @@ class Renderer:
             self._dep_hash[name] = digest.hexdigest()
         return self._dep_hash[name]
 
-    def _dependencies(self, name: str, seen: set[str]) -> set[str]:
+    def _dependencies(self, name: str, seen: set[str], parent: str | None = None) -> set[str]:
         if name in seen:
             return seen
         path = self.template_path(name)
         if not path.is_file():
-            raise TemplateError(f"{_display_path(path, self.label_root)}: template not found")
+            origin = f" (imported by {_display_path(self.template_path(parent), self.label_root)})" if parent else ""
+            raise TemplateError(f"{_display_path(path, self.label_root)}: template not found{origin}")
         seen.add(name)
         try:
             ast = self._plain_env.parse(path.read_text())
@@ -134,7 +135,7 @@ class Renderer:
             ) from None
         for ref in jinja2.meta.find_referenced_templates(ast):
             if ref is not None:
-                self._dependencies(ref, seen)
+                self._dependencies(ref, seen, name)
         return seen
 
     def render(self, template: str, context: dict[str, Any], variant: str) -> Rendered:
@@ -146,7 +147,7 @@ class Renderer:
             raise TemplateError(f"{where}:{exc.lineno}: template syntax error: {exc.message}") from None
         except jinja2.TemplateNotFound as exc:
             raise TemplateError(
-                f"{_display_path(self.template_path(exc.name or template), self.label_root)}: "
+                f"{_display_path(self.template_path(str(exc.name or template)), self.label_root)}: "
                 f"template not found (variant {variant})"
             ) from None
         except (jinja2.UndefinedError, TemplateFail, TypeError, ValueError, KeyError) as exc:

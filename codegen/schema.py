@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from codegen.errors import ConfigError
 
@@ -140,7 +141,7 @@ class Override(Strict):
 class Family(Strict):
     template: str
     description: str = ""
-    role: Literal["im2col", "gemm", "test", "bench_copy", "bench_dot_peak"] = Field(
+    role: Literal["im2col", "gemm", "test", "bench_copy", "bench_dot_peak", "float_im2col", "float_gemm"] = Field(
         description="what the runtime uses the family for"
     )
     features: list[Feature] = []
@@ -158,12 +159,14 @@ class VariantsFile(Strict):
 
     @model_validator(mode="after")
     def _references_exist(self) -> VariantsFile:
-        tables = {"input_layout": self.layouts, "dtype": self.dtypes, "dot": self.dot_modes}
+        tables: dict[str, dict[str, Any]] = {
+            "input_layout": self.layouts, "dtype": self.dtypes, "dot": self.dot_modes
+        }
         problems = []
         for fname, fam in self.families.items():
             for axis, table in tables.items():
                 for i, value in enumerate(getattr(fam.matrix, axis) or []):
-                    allowed = set(table) | ({"generic"} if axis == "input_layout" else set())
+                    allowed: set[str] = set(table) | ({"generic"} if axis == "input_layout" else set())
                     if value not in allowed:
                         problems.append(
                             f"families.{fname}.matrix.{axis}[{i}]: unknown value {value!r}, "
@@ -226,13 +229,32 @@ def _yaml_line(text: str, path: str) -> int | None:
     return line
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: ErrorDetails) -> str:
     if err["type"] == "extra_forbidden":
         return f"unknown key {err['loc'][-1]!r}"
     if err["type"] == "missing":
         return "required key is missing"
     msg = err["msg"]
     return msg.removeprefix("Value error, ")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice (first on line {seen[key]})", key_node.start_mark
+            )
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
 
 
 def load_variants_file(path: Path) -> tuple[VariantsFile, dict[str, Any]]:
@@ -242,7 +264,7 @@ def load_variants_file(path: Path) -> tuple[VariantsFile, dict[str, Any]]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""

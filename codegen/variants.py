@@ -78,7 +78,15 @@ def _label(axis: str, value: Any) -> str:
 
 
 def _matches(axes: dict[str, Any], pattern: dict[str, Any]) -> bool:
-    return all(axes.get(k) == v for k, v in pattern.items())
+    """Every key of the pattern matches; a mapping matches when its given keys do (so
+    `{wg: {x: 256}}` selects every workgroup of width 256)."""
+
+    def match(value: Any, want: Any) -> bool:
+        if isinstance(want, dict) and isinstance(value, dict):
+            return all(k in value and match(value[k], w) for k, w in want.items())
+        return bool(value == want)
+
+    return all(k in axes and match(axes[k], v) for k, v in pattern.items())
 
 
 def _check_pattern(fname: str, where: str, pattern: dict[str, Any], axis_names: list[str]) -> None:

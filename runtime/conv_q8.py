@@ -160,6 +160,10 @@ def _im2col_entry(
 def gemm_unfit(entry: Mapping[str, Any], device: Device) -> str | None:
     """Why a GEMM variant cannot run on this device beyond its features, or None."""
     params, axes = entry.get("params", {}), entry["axes"]
+    declared = {s["name"]: s["default"] for s in entry["spec_constants"]}
+    shared, limit = int(declared.get("SHARED_BYTES", 0)), int(device.info.limits["maxComputeSharedMemorySize"])
+    if shared > limit:
+        return f"it declares {shared} bytes of shared memory, over maxComputeSharedMemorySize = {limit}"
     want_sg = params.get("subgroup_size")
     if want_sg and device.info.subgroup_size != want_sg:
         return f"it assumes subgroups of {want_sg} threads, the device has {device.info.subgroup_size}"
@@ -185,14 +189,19 @@ def _gemm_entry(
             raise ValueError(f"gemm_variant={forced!r} cannot run on {device.info.name}: {reason}")
         return entry
 
+    # float16 scales widen exactly to float32, so a float32 variant serves them where the device lacks
+    # the 16-bit features; among equally fast variants the scales' own dtype is preferred.
+    dtypes = ("float16", "float32") if scale_dtype == "float16" else (scale_dtype,)
+
     def accepts(axes: Mapping[str, Any]) -> str | None:
-        return None if axes.get("dtype") == scale_dtype else "other scale dtype"
+        return None if axes.get("dtype") in dtypes else "other scale dtype"
 
     def preference(axes: Mapping[str, Any]) -> tuple[Any, ...]:
         tile = axes["tile"]
         # wide channel tiles only when there are channels to fill them
         waste = (-OCg) % tile["c"] + (-M) % tile["w"]
-        return ("coop" not in axes, axes.get("dot") != "dot", waste, -tile["c"] * tile["w"], axes["wg"]["x"])
+        return ("coop" not in axes, axes.get("dot") != "dot", axes.get("dtype") != scale_dtype, waste,
+                -tile["c"] * tile["w"], axes["wg"]["x"])
 
     def runs_here(features: Iterable[str]) -> list[str]:
         return device.supports(features)

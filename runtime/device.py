@@ -13,7 +13,7 @@ import numpy as np
 from .buffers import Buffer
 from .context import Context, DeviceInfo
 from .dispatch import Runner, Step
-from .errors import ShaderkitError
+from .errors import LimitExceededError, ShaderkitError
 from .pipelines import Pipeline, PipelineFactory
 
 __all__ = ["Buffer", "Device", "DeviceInfo", "Pipeline", "Step", "default_device"]
@@ -93,8 +93,19 @@ class Device:
 
     # -- resources --------------------------------------------------------------
     def pipeline(self, variant: Mapping[str, Any], spec: Mapping[str, int | float | bool] | None = None) -> Pipeline:
-        """Return the (cached) pipeline for a manifest variant entry and spec values by name."""
+        """Return the (cached) pipeline for a manifest variant entry and spec values by name.
+
+        A template may state its shared-memory use as the spec constant SHARED_BYTES; a variant
+        over the device's limit is refused here rather than left to the driver (which may lose
+        the device instead of failing the pipeline).
+        """
         self._live()
+        declared = {s["name"]: s["default"] for s in variant.get("spec_constants", [])}
+        shared, limit = int(declared.get("SHARED_BYTES", 0)), int(self.info.limits["maxComputeSharedMemorySize"])
+        if shared > limit:
+            raise LimitExceededError(
+                "maxComputeSharedMemorySize", shared, limit, f"variant {variant.get('name')!r} shared memory"
+            )
         return self._pipelines.get(variant, spec)
 
     def alloc(self, nbytes: int, *, kind: str = "storage", guard: bool = False, fill: int | None = None) -> Buffer:

@@ -54,6 +54,13 @@ BufferMetadata
     uvec4 strides[2];    // offset 64: block strides (in blocks) for W, H, C, N, then zeros
     uvec2 ndim_numel;    // offset 96: (4, N*C*H*W)
 
+Float tensors
+-------------
+The formula counts *elements*: for int8 an element is a byte (hence "byte offset" above), for the
+float family (runtime/conv_float.py) it is one float16/float32 of a flat array of that type
+(:meth:`Layout.element_offsets`, :meth:`Layout.pack_elements`). Blocks, strides, the hashed layout
+and BufferMetadata are the same for both; the shaders share one ``layout_element_offset``.
+
 GEMM matrix formats
 -------------------
 The im2col matrix ``a`` (int8, shape (G, M, Kp), Kp a multiple of 4) is stored 4W4C-style:
@@ -65,6 +72,10 @@ the tensor (N=G, C=Kp, H=1, W=M).
 The GEMM output (int8, shape (G, M, OCg)) is stored 4C-style: word
 ``(g*M + m)*OCg4 + oc//4``, byte ``oc%4`` with OCg4 = ceil(OCg/4); it is the 4c layout of
 the tensor (N=G, C=OCg, H=1, W=M).
+
+The float family uses the same two formats in element offsets (:func:`pack_matrix_float`,
+:func:`unpack_output_float`): a block of 16 elements holds 4 rows x 4 k (a mat4, column = row),
+the output 4 channels per vec4.
 """
 
 from __future__ import annotations
@@ -221,18 +232,26 @@ class Layout:
         s = self.block_strides(shape)
         return (s["W"], s["H"], s["C"], s["N"])
 
-    def nbytes(self, shape: Sequence[int]) -> int:
-        """Bytes covered by the blocks (before rounding up to whole words)."""
+    def slots(self, shape: Sequence[int]) -> int:
+        """Element slots covered by the blocks, padding included."""
         blocked = self.blocked_sizes(shape)
         n_blocks = int(np.prod([blocked[d] for d in DIMS]))
         return n_blocks * self.block_bytes
+
+    def nbytes(self, shape: Sequence[int]) -> int:
+        """Bytes covered by the blocks of an int8 tensor (before rounding up to whole words)."""
+        return self.slots(shape)
 
     def words(self, shape: Sequence[int]) -> int:
         """Number of int32 words in the packed buffer."""
         return _ceil_div(self.nbytes(shape), 4)
 
     def byte_offsets(self, shape: Sequence[int]) -> np.ndarray:
-        """Byte offset of every element, as an int64 array of the logical shape."""
+        """Byte offset of every element of an int8 tensor (its elements are bytes)."""
+        return self.element_offsets(shape)
+
+    def element_offsets(self, shape: Sequence[int]) -> np.ndarray:
+        """Offset of every element in elements of the data type, as an int64 array of the logical shape."""
         shape = _check_shape(shape)
         bs = self.block_sizes()
         strides = self.block_strides(shape)
@@ -275,6 +294,34 @@ class Layout:
         if buf.size < need:
             raise ValueError(f"layout {self.name!r}: buffer has {buf.size // 4} words, shape {shape} needs {need // 4}")
         return buf[self.byte_offsets(shape)].view(np.int8)
+
+    def pack_elements(
+        self, x: np.ndarray, pad_value: float | None = 0.0, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        """Lay a float NCHW tensor out as a flat array of its own dtype, by element offset.
+
+        The array is rounded up to whole groups of 4 elements (a vec4 binding covers it). Padding
+        slots get ``pad_value``; with ``None`` they get NaN, infinities and huge values (random from
+        ``rng`` when given), which poison any result that reads them.
+        """
+        x = np.asarray(x)
+        if x.dtype.kind != "f" or x.ndim != 4:
+            raise ValueError(f"layout {self.name!r}: x must be a 4-D float NCHW array, got {x.dtype} {x.shape}")
+        n = _ceil_div(self.slots(x.shape), 4) * 4
+        buf = _float_padding(n, x.dtype, pad_value, rng)
+        buf[self.element_offsets(x.shape).ravel()] = x.ravel()
+        return buf
+
+    def unpack_elements(self, buf: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+        """Inverse of :meth:`pack_elements`: flat float array -> NCHW tensor of ``shape``."""
+        shape = _check_shape(shape)
+        buf = np.asarray(buf)
+        if buf.ndim != 1 or buf.size < self.slots(shape):
+            raise ValueError(
+                f"layout {self.name!r}: buffer of shape {buf.shape} is not a flat array of at least "
+                f"{self.slots(shape)} elements for shape {shape}"
+            )
+        return buf[self.element_offsets(shape)]
 
     # --- shader-facing encodings ----------------------------------------------------------
 
@@ -362,6 +409,36 @@ def output_4c_words(G: int, M: int, OCg: int) -> int:
     return _OUTPUT_4C.words((G, OCg, 1, M))
 
 
+def pack_matrix_float(a: np.ndarray) -> np.ndarray:
+    """Lay a float (G, M, Kp) im2col matrix out in the 4W4C matrix format, in elements."""
+    a = np.asarray(a)
+    if a.ndim != 3 or a.shape[2] % 4 != 0:
+        raise ValueError(f"a must be (G, M, Kp) with Kp % 4 == 0, got shape {a.shape}")
+    return _MATRIX_4W4C.pack_elements(a.transpose(0, 2, 1)[:, :, None, :])
+
+
+def unpack_matrix_float(buf: np.ndarray, G: int, M: int, Kp: int) -> np.ndarray:
+    """Inverse of :func:`pack_matrix_float`: returns (G, M, Kp) of the buffer's dtype."""
+    if Kp % 4 != 0:
+        raise ValueError(f"Kp must be a multiple of 4, got {Kp}")
+    return _MATRIX_4W4C.unpack_elements(buf, (G, Kp, 1, M))[:, :, 0, :].transpose(0, 2, 1).copy()
+
+
+def matrix_float_elements(G: int, M: int, Kp: int) -> int:
+    """Element count of a packed float (G, M, Kp) im2col matrix (16 per 4x4 block)."""
+    return _MATRIX_4W4C.slots((G, Kp, 1, M))
+
+
+def unpack_output_float(buf: np.ndarray, G: int, M: int, OCg: int) -> np.ndarray:
+    """The float GEMM output (4C format, in elements) -> (G, M, OCg)."""
+    return _OUTPUT_4C.unpack_elements(buf, (G, OCg, 1, M))[:, :, 0, :].transpose(0, 2, 1).copy()
+
+
+def output_float_elements(G: int, M: int, OCg: int) -> int:
+    """Element count of a float (G, M, OCg) GEMM output (4 channels per vec4)."""
+    return _OUTPUT_4C.slots((G, OCg, 1, M))
+
+
 # --- byte helpers -------------------------------------------------------------------------
 
 
@@ -396,3 +473,13 @@ def _words_to_bytes(words: np.ndarray) -> np.ndarray:
     if words.ndim != 1 or words.dtype.kind not in "iu" or words.dtype.itemsize != 4:
         raise ValueError(f"words must be a 1-D int32/uint32 array, got {words.dtype} shape {words.shape}")
     return np.ascontiguousarray(words, dtype=words.dtype.newbyteorder("<")).view(np.uint8)
+
+
+def _float_padding(n: int, dtype: np.dtype, pad_value: float | None, rng: np.random.Generator | None) -> np.ndarray:
+    if pad_value is not None:
+        return np.full(n, pad_value, dtype=dtype)
+    info = np.finfo(dtype)
+    poison = np.array([np.nan, np.inf, -np.inf, info.max, -info.max], dtype=dtype)
+    if rng is not None:
+        return rng.choice(poison, size=n)
+    return np.resize(poison, n)

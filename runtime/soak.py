@@ -7,10 +7,11 @@ Every call draws a case the way tests/strategies.py does (dense / grouped / dept
 float32 or float16 scales), runs it through the op on the default device with the variants picked
 automatically, and compares it with ``runtime.reference.conv2d_q8_reference`` (+-1).
 
-Resident memory (``/proc/self/statm``) and the device's live Vulkan objects
-(:meth:`runtime.device.Device.live_objects`) are taken after the warm-up and at the end. Pipelines,
-shader modules and pipeline layouts are caches: they may grow only by the (variant, specialization)
-combinations that first appeared after the warm-up; every other count must stay flat.
+A warm-up first fills the caches (every GEMM variant the device runs and every layout, with and
+without relu, then `--warmup` random cases). Resident memory (``/proc/self/statm``) and the device's
+live Vulkan objects (:meth:`runtime.device.Device.live_objects`) are taken after the warm-up and at
+the end. Pipelines, shader modules and pipeline layouts are caches: they may grow only by the
+(variant, specialization) combinations first seen after the warm-up; every other count must stay flat.
 
 Exit status: 0 when every result matched, no call raised, RSS grew by at most the limit and no object
 count grew beyond that; 1 otherwise.
@@ -102,11 +103,11 @@ class Outcome:
     problem: str = ""
 
 
-def run_case(case: dict[str, Any], device: Device) -> Outcome:
+def run_case(case: dict[str, Any], device: Device, gemm_variant: str | None = None) -> Outcome:
     """Run one case on the device and compare with the reference (+-1)."""
     inp = materialize(case)
     run = run_conv2d_q8(inp.x, inp.weight, inp.w_scales, inp.bias, input_layout=case["layout"], device=device,
-                        **inp.kwargs)
+                        gemm_variant=gemm_variant, **inp.kwargs)
     keys = {(run.im2col_variant, f"layout={case['layout']}"), (run.gemm_variant, f"act={case['activation']}")}
     want, _ = conv2d_q8_reference(inp.x, inp.weight, inp.w_scales, inp.bias, **inp.kwargs)
     diff = np.abs(run.output.astype(np.int16) - want.astype(np.int16))
@@ -167,10 +168,10 @@ def soak(
     failures: list[str] = []
     mismatches = errors = 0
 
-    def one(case: dict[str, Any], count: bool) -> None:
+    def one(case: dict[str, Any], count: bool, gemm_variant: str | None = None) -> None:
         nonlocal mismatches, errors
         try:
-            outcome = run_case(case, dev)
+            outcome = run_case(case, dev, gemm_variant)
         except Exception as exc:  # a raising call is a failure to report, not a reason to stop
             outcome = Outcome(False, set(), f"raised {type(exc).__name__}: {exc}")
             errors += int(count)
@@ -185,8 +186,18 @@ def soak(
             rerun = repro_command("conv", gemm, case) if gemm else f"case {json.dumps(case, sort_keys=True)}"
             print(f"  FAIL: {outcome.problem}\n    rerun: {rerun}", file=out)
 
-    # Warm-up: every layout with and without relu, float32 and float16 scales, then random cases.
+    # Warm-up fills the caches (pipelines, and the driver's compiled code in RSS): every GEMM variant that
+    # runs here, and every layout, each with and without relu; then random cases.
+    t_warm = time.perf_counter()
     warm_rng = np.random.default_rng([seed, 1])
+    manifest = load_manifest()
+    for name, entry in sorted(manifest.variants.items()):
+        if entry["role"] != "gemm" or dev.supports(entry["features"]):
+            continue
+        for activation in ("none", "relu"):
+            case = dict(random_case(warm_rng, layouts), activation=activation,
+                        scale_dtype=entry["axes"].get("dtype", "float32"))
+            one(case, False, name)  # errors ignored: e.g. a variant this device cannot run for other reasons
     for layout in layouts:
         for activation in ("none", "relu"):
             for scale_dtype in ("float32", "float16"):
@@ -198,6 +209,7 @@ def soak(
     keys_start, variants_start = set(keys), {v for v, _ in keys}
     rss_start, objects_start = rss_mib(), dev.live_objects()
     print(f"device:  {dev.info.name}", file=out)
+    print(f"warm-up: {time.perf_counter() - t_warm:.1f} s, {len(keys)} pipeline keys", file=out)
     print(f"start:   rss {rss_start:8.1f} MiB  objects {_fmt(objects_start)}", file=out)
     t0 = time.perf_counter()
     step = max(1, calls // 10)

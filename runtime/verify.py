@@ -71,8 +71,8 @@ def materialize(case: dict[str, Any]) -> Inputs:
     if case.get("scale_dtype", "float32") == "float16":
         w_scales = w_scales.astype(np.float16)
         bias = None if bias is None else bias.astype(np.float16)
-    conv = {k: tuple(case[k]) if isinstance(case[k], list) else case[k]
-            for k in ("stride", "padding", "dilation", "groups")}
+    conv: dict[str, Any] = {k: tuple(case[k]) if isinstance(case[k], list) else case[k]
+                            for k in ("stride", "padding", "dilation", "groups")}
     x_scale = case.get("x_scale", 0.05)
     _, exact = reference.conv2d_q8_reference(
         x, weight, w_scales, bias, x_scale=x_scale, x_zp=case["x_zp"], out_scale=1.0, out_zp=0,
@@ -154,7 +154,7 @@ def check_conv(variant: str, case: dict[str, Any], device: Device | None) -> Non
     """The whole op with this variant forced (the other pass picked automatically), +-1."""
     case, inp, garbage = _prepare(variant, case)
     role = load_manifest().variant(variant)["role"]
-    forced = {"im2col_variant": variant} if role == "im2col" else {"gemm_variant": variant}
+    forced: dict[str, Any] = {"im2col_variant": variant} if role == "im2col" else {"gemm_variant": variant}
     run = run_conv2d_q8(inp.x, inp.weight, inp.w_scales, inp.bias, input_layout=case["layout"], device=device,
                         guard=True, pad_garbage=garbage, **forced, **inp.kwargs)
     want, _ = reference.conv2d_q8_reference(inp.x, inp.weight, inp.w_scales, inp.bias, **inp.kwargs)
@@ -185,4 +185,5 @@ def repro_command(level: str, variant: str, case: dict[str, Any]) -> str:
     return (f"python -m runtime.repro --level {level} --variant {variant} "
             f"--case {shlex.quote(json.dumps(case, sort_keys=True))}")
 
-from runtime import verify_bench  # noqa: E402,F401  (registers the bench kernels)
+from runtime import verify_bench  # noqa: E402,F401,I001  (registers the bench kernels)
+from runtime import verify_float  # noqa: E402,F401  (registers the float family)

@@ -146,7 +146,9 @@ def test_missing_include(tmp_path: Path) -> None:
     message = render_error(tiny, "beta_wg16")
     assert message == "templates/include/missing.glsl.j2: template not found (variant beta_wg16)"
     report = tiny.build()
-    assert report.failures == {"beta_wg16": "templates/include/missing.glsl.j2: template not found"}
+    assert report.failures == {
+        "beta_wg16": "templates/include/missing.glsl.j2: template not found (imported by templates/beta.glsl.j2)"
+    }
     assert report.compiled == len(ALPHA_NAMES)
 
 
@@ -161,14 +163,14 @@ def test_fail_from_real_gemm_template_for_unhandled_tile(tmp_path: Path) -> None
     variants.write_text(text.replace("        - {w: 4, c: 4}\n", "        - {w: 2, c: 4}\n", 1))
     project = Project(variants, REAL_TEMPLATES, tmp_path / "out")
     config, specs = load_specs(project)
-    spec = next(s for s in specs if s.axes.get("tile") == {"w": 2, "c": 4})
+    spec = next(s for s in specs if s.family == "q8ta_gemm" and s.axes.get("tile") == {"w": 2, "c": 4})
     with pytest.raises(TemplateError) as info:
         Renderer(project.template_dir).render(spec.template, spec.context(config), spec.name)
     line = line_of((REAL_TEMPLATES / "q8ta_gemm.glsl.j2").read_text(), 'fail("tile "')
     message = str(info.value)
     assert message.startswith(f"templates/q8ta_gemm.glsl.j2:{line}: tile 2x4 is not handled: "), message
     assert message.endswith(f"(variant {spec.name})")
-    assert spec.name == "q8ta_gemm_float32_dot_t2x4_wg64"
+    assert "_t2x4_" in spec.name
 
 
 def test_fail_from_real_common_include_for_unhandled_dot_mode(tmp_path: Path) -> None:
@@ -285,8 +287,9 @@ def test_line_map_points_every_output_line_at_its_template_line(tmp_path: Path, 
                 assert not line.strip(), f"{spec.name}:{i}: {line!r} has no template line"
                 continue
             tline = _template_line(project.template_dir.parent, src)
-            pattern = ".*".join(re.escape(part) for part in re.split(r"\{\{.*?\}\}", tline))
-            assert re.fullmatch(pattern, line), f"{spec.name}:{i}: {line!r} came from {src}: {tline!r}"
+            # whitespace control (`-%}`) may strip a line's indentation, nothing else
+            pattern = ".*".join(re.escape(part) for part in re.split(r"\{\{.*?\}\}", tline.strip()))
+            assert re.fullmatch(pattern, line.strip()), f"{spec.name}:{i}: {line!r} came from {src}: {tline!r}"
             assert rendered.source_of(i) == src
             checked += 1
     assert checked > 20 * len(specs)

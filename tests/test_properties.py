@@ -110,3 +110,31 @@ def test_every_variant_is_covered() -> None:
     uncovered = [n for n, e in MANIFEST.variants.items() if e["role"] not in LEVELS_BY_ROLE]
     assert not uncovered, f"variants with no property test (role has no levels): {uncovered}"
     assert MANIFEST.variants, "the manifest holds no variants"
+
+
+# float family (runtime/verify_float.py): im2col bit-exact, GEMM exact on integers and within the
+# K * eps tolerance otherwise, whole op within tolerance; float16 variants skip (by name) on a
+# device without shaderFloat16 / 16-bit storage.
+@pytest.mark.parametrize("variant", _params("float_im2col"))
+@given(data=st.data())
+def test_float_im2col_exact(variant: str, data: st.DataObject) -> None:
+    _require_device_support(variant)
+    case = data.draw(strategies.float_cases(accepted_layouts(MANIFEST.variants[variant])), label="case")
+    run_check("float_im2col", variant, case)
+
+
+@pytest.mark.parametrize("variant", _params("float_gemm"))
+@given(case=strategies.float_cases())
+def test_float_gemm_exact_and_within_tolerance(variant: str, case: dict[str, Any]) -> None:
+    _require_device_support(variant)
+    run_check("float_gemm", variant, case)
+
+
+@pytest.mark.parametrize("variant", _params("float_conv"))
+@given(data=st.data())
+def test_float_conv_within_tolerance(variant: str, data: st.DataObject) -> None:
+    _require_device_support(variant)
+    entry = MANIFEST.variants[variant]
+    layouts = accepted_layouts(entry) if entry["role"] == "float_im2col" else sorted(MANIFEST.layouts)
+    case = data.draw(strategies.float_cases(layouts), label="case")
+    run_check("float_conv", variant, case)

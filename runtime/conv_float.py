@@ -1,0 +1,398 @@
+"""Host side of float conv2d as im2col + GEMM: check arguments, pick variants, lay out, dispatch.
+
+The float twin of runtime/conv_q8.py, on the same machinery: variants of the `float_im2col` and
+`float_gemm` roles (families f_im2col / f_gemm in variants.yaml), the same layouts in element
+offsets (runtime/layouts.py), the same 4W4C im2col matrix and 4C output with float words. x,
+weight and bias are cast to `dtype` (float32 or float16) on the host; the shaders accumulate in
+float32 and round to `dtype` once, when they store the output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from runtime import validate
+from runtime.conv_q8 import ConvGeometry
+from runtime.device import Buffer, Device, Step, default_device
+from runtime.errors import LimitExceededError
+from runtime.layouts import (
+    Layout,
+    buffer_metadata,
+    matrix_float_elements,
+    output_float_elements,
+    pack_matrix_float,
+    unpack_matrix_float,
+    unpack_output_float,
+)
+from runtime.manifest import Manifest, load_manifest
+from runtime.reference import conv_out_size
+from runtime.reference_float import pack_weights
+from runtime.select import check_forced, pick
+
+IM2COL_ROLE = "float_im2col"
+GEMM_ROLE = "float_gemm"
+ACTIVATIONS = {"none": 0, "relu": 1}
+# sizes, strides, padding and dilation reach the shaders as int32 push constants
+INT32_MAX = 2**31 - 1
+
+
+@dataclass
+class FloatConvRun:
+    """Everything a test or benchmark may want from one execution."""
+
+    output: np.ndarray
+    im2col_variant: str
+    gemm_variant: str
+    geometry: ConvGeometry
+    im2col_matrix: np.ndarray | None = None
+    seconds: list[float] | None = None
+
+
+# --- argument checks ---------------------------------------------------------------------------
+
+
+def dtypes(manifest: Manifest) -> list[str]:
+    """The dtypes some float variant of the manifest is built for."""
+    return sorted({str(v["axes"]["dtype"]) for v in manifest.variants.values() if v["role"] == GEMM_ROLE})
+
+
+def _dtype(manifest: Manifest, name: Any) -> np.dtype:
+    validate.choice(name, "dtype", dtypes(manifest))
+    return np.dtype(manifest.dtypes[name]["numpy"])
+
+
+def _index(arr: np.ndarray, flat: int) -> str:
+    return ", ".join(str(int(i)) for i in np.unravel_index(flat, arr.shape))
+
+
+def float_array(value: Any, name: str, ndim: int) -> np.ndarray:
+    """A float ndarray of rank `ndim` with no zero-size dimension (no copy)."""
+    return validate.array(value, name, ndim=ndim, kinds="f", dtype_desc="a float array")
+
+
+def cast(value: Any, name: str, ndim: int, dtype: np.dtype) -> np.ndarray:
+    """A finite float array of rank `ndim`, cast to `dtype`; errors name the first bad element.
+
+    Copies the array: callers check buffer limits first, so an oversized call fails before it.
+    """
+    arr = float_array(value, name, ndim)
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{name}[{_index(arr, i)}] is not finite: {float(arr.flat[i])!r}")
+    with np.errstate(over="ignore"):
+        out = arr.astype(dtype)
+    bad = np.flatnonzero(~np.isfinite(out))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"{name}[{_index(arr, i)}]={float(arr.flat[i])!r} is out of range for dtype={dtype.name!r} "
+            f"(largest {float(np.finfo(dtype).max)!r}): it would become {float(out.flat[i])!r}"
+        )
+    return out
+
+
+def conv_geometry(
+    x_shape: tuple[int, ...], w_shape: tuple[int, ...], *, stride: Any, padding: Any, dilation: Any, groups: Any
+) -> ConvGeometry:
+    """Check shapes and conv parameters; ValueError/TypeError naming the argument and the value."""
+    groups = validate.positive_int(groups, "groups")
+    stride_p = validate.pair(stride, "stride", minimum=1, maximum=INT32_MAX)
+    padding_p = validate.pair(padding, "padding", minimum=0, maximum=INT32_MAX)
+    dilation_p = validate.pair(dilation, "dilation", minimum=1, maximum=INT32_MAX)
+    N, C_in, H, W = x_shape
+    C_out, Cg, KH, KW = w_shape
+    if C_in % groups:
+        raise ValueError(f"groups={groups} does not divide C_in={C_in} (x.shape={x_shape})")
+    if C_out % groups:
+        raise ValueError(f"groups={groups} does not divide C_out={C_out} (weight.shape={w_shape})")
+    if Cg != C_in // groups:
+        raise ValueError(
+            f"weight.shape={w_shape} must be (C_out, C_in/groups={C_in // groups}, KH, KW) "
+            f"for x.shape={x_shape} and groups={groups}"
+        )
+    outs = []
+    for axis, size, k, s, p, d in (
+        ("H", H, KH, stride_p[0], padding_p[0], dilation_p[0]),
+        ("W", W, KW, stride_p[1], padding_p[1], dilation_p[1]),
+    ):
+        span = d * (k - 1) + 1
+        if size + 2 * p > INT32_MAX:
+            raise ValueError(
+                f"padding={padding!r}: the padded input {size} + 2*{p} along {axis} exceeds int32 ({INT32_MAX})"
+            )
+        if size + 2 * p < span:
+            raise ValueError(
+                f"weight: kernel span {span} along {axis} (K{axis}={k}, dilation={d}) is larger than the padded "
+                f"input {size} + 2*{p}; the output would be empty"
+            )
+        outs.append(conv_out_size(size, k, s, p, d))
+    return ConvGeometry(N, C_in, H, W, C_out, KH, KW, stride_p, padding_p, dilation_p, groups, outs[0], outs[1])
+
+
+def _layout(manifest: Manifest, name: Any) -> Layout:
+    validate.choice(name, "input_layout", sorted(manifest.layouts))
+    return Layout.from_dict(name, manifest.layouts[name])
+
+
+def _device(device: Any) -> Device:
+    if device is None:
+        return default_device()
+    if not isinstance(device, Device):
+        raise TypeError(f"device must be a runtime.Device or None, got {device!r}")
+    return device
+
+
+def _check_limit(dev: Device, what: str, nbytes: int) -> None:
+    limit = int(dev.info.limits["maxStorageBufferRange"])
+    if nbytes > limit:
+        raise LimitExceededError("maxStorageBufferRange", nbytes, limit, f"{what} needs a {nbytes}-byte buffer")
+
+
+# --- variant choice ------------------------------------------------------------------------------
+
+
+def _dtype_reason(axes: Mapping[str, Any], dtype: str) -> str | None:
+    got = axes.get("dtype")
+    return None if got == dtype else f"it is built for dtype {got!r}, the call has dtype={dtype!r}"
+
+
+def im2col_entry(manifest: Manifest, dev: Device, layout: str, dtype: str, forced: str | None) -> dict[str, Any]:
+    """The im2col variant for this layout and dtype: `forced` if given (checked), else the best one."""
+
+    def accepts(axes: Mapping[str, Any]) -> str | None:
+        if axes.get("input_layout") not in ("generic", layout):
+            return f"it reads input_layout {axes.get('input_layout')!r}, the call has {layout!r}"
+        return _dtype_reason(axes, dtype)
+
+    if forced is not None:
+        return check_forced(manifest, forced, "im2col_variant", role=IM2COL_ROLE, accepts=accepts,
+                            supports=dev.supports)
+
+    def preference(axes: Mapping[str, Any]) -> tuple[Any, ...]:
+        return (axes.get("input_layout") == "generic", axes["wg"]["y"] != 1)
+
+    return pick(manifest, role=IM2COL_ROLE, accepts=accepts, preference=preference, supports=dev.supports,
+                what=f"input_layout={layout!r}, dtype={dtype!r}")
+
+
+def gemm_entry(manifest: Manifest, dev: Device, OCg: int, M: int, dtype: str, forced: str | None) -> dict[str, Any]:
+    """The GEMM variant for this dtype: `forced` if given (checked), else the tile that wastes least."""
+
+    def accepts(axes: Mapping[str, Any]) -> str | None:
+        return _dtype_reason(axes, dtype)
+
+    if forced is not None:
+        return check_forced(manifest, forced, "gemm_variant", role=GEMM_ROLE, accepts=accepts, supports=dev.supports)
+
+    def preference(axes: Mapping[str, Any]) -> tuple[Any, ...]:
+        tile = axes["tile"]
+        waste = (-OCg) % tile["c"] + (-M) % tile["w"]  # wide tiles only when there is work to fill them
+        return (waste, -tile["c"] * tile["w"], axes["wg"]["x"])
+
+    return pick(manifest, role=GEMM_ROLE, accepts=accepts, preference=preference, supports=dev.supports,
+                what=f"dtype={dtype!r}")
+
+
+# --- dispatches ----------------------------------------------------------------------------------
+
+
+def _groups(count: int, local: int) -> int:
+    return max(1, -(-count // local))
+
+
+def im2col_step(
+    dev: Device, entry: dict[str, Any], layout: Layout, geom: ConvGeometry, x_elems: np.ndarray, out: Buffer
+) -> Step:
+    """The im2col dispatch: x laid out in `layout` (element offsets) -> 4W4C float matrix in `out`."""
+    spec_names = {s["name"] for s in entry["spec_constants"]}
+    spec = {"LAYOUT_HASH": layout.hashed_i32()} if "LAYOUT_HASH" in spec_names else {}
+    buffers: dict[int, Any] = {0: out, 1: x_elems}
+    if any(b["binding"] == 2 for b in entry["bindings"]):
+        buffers[2] = np.frombuffer(buffer_metadata(layout, (geom.N, geom.C_in, geom.H, geom.W)), dtype=np.uint8)
+    g = geom
+    push = {
+        "in_whcn": (g.W, g.H, g.C_in, g.N),
+        "kernel": (g.KW, g.KH, g.stride[1], g.stride[0]),
+        "pad_dil": (g.padding[1], g.padding[0], g.dilation[1], g.dilation[0]),
+        "out_geom": (g.W_out, g.H_out, g.groups, g.Cg),
+        "matrix": (g.M, g.M4, g.K4, g.Cg4),
+    }
+    lx, ly, _ = entry["local_size"]
+    return Step(dev.pipeline(entry, spec), buffers, push, (_groups(g.M4, lx), _groups(g.K4, ly), g.groups))
+
+
+def gemm_step(
+    dev: Device, entry: dict[str, Any], G: int, M: int, K4: int, OCg: int, a: Buffer | np.ndarray,
+    w_elems: np.ndarray, bias: np.ndarray, activation: int, out: Buffer,
+) -> Step:
+    """The GEMM + bias + activation dispatch: 4W4C matrix `a` -> [G][M][OCg4] float words in `out`."""
+    M4, OCg4 = -(-M // 4), -(-OCg // 4)
+    push = {"dims": (M, M4, K4, OCg), "dims2": (OCg4, G)}
+    # the template states the outputs one workgroup covers (see common.dispatch_block)
+    block = {s["name"]: int(s["default"]) for s in entry["spec_constants"]}
+    pipe = dev.pipeline(entry, {"ACTIVATION": activation})
+    groups = (_groups(M, block["DISPATCH_BLOCK_M"]), _groups(OCg, block["DISPATCH_BLOCK_N"]), G)
+    return Step(pipe, {0: out, 1: a, 2: w_elems, 3: bias}, push, groups)
+
+
+def _bias(bias: Any, C_out: int, dtype: np.dtype) -> np.ndarray:
+    if bias is None:
+        return np.zeros(C_out, dtype)
+    arr = float_array(bias, "bias", 1)
+    if arr.shape != (C_out,):
+        raise ValueError(f"bias must have shape ({C_out},) (one per output channel), got {arr.shape}")
+    return cast(arr, "bias", 1, dtype)
+
+
+# --- runs ----------------------------------------------------------------------------------------
+
+
+def run_im2col_float(
+    x: Any, KH: int, KW: int, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: Any = 1,
+    input_layout: Any = "contig", dtype: Any = "float32", variant: str | None = None, device: Device | None = None,
+    guard: bool = False, pad_garbage: np.random.Generator | None = None,
+) -> tuple[np.ndarray, str]:
+    """Run only im2col; returns the (G, M, Kp) matrix of `dtype` and the variant name.
+
+    `pad_garbage` fills the layout's padding slots with NaN / inf / huge values instead of 0.
+    """
+    manifest = load_manifest()
+    np_dtype = _dtype(manifest, dtype)
+    x_in = float_array(x, "x", 4)
+    groups = validate.positive_int(groups, "groups")
+    # im2col depends on the kernel's shape only
+    geom = conv_geometry(x_in.shape, (groups, max(1, x_in.shape[1] // groups), KH, KW), stride=stride,
+                         padding=padding, dilation=dilation, groups=groups)
+    layout = _layout(manifest, input_layout)
+    dev = _device(device)
+    entry = im2col_entry(manifest, dev, layout.name, np_dtype.name, variant)
+    a_bytes = matrix_float_elements(geom.groups, geom.M, geom.Kp) * np_dtype.itemsize
+    _check_limit(dev, "im2col matrix of x", a_bytes)
+    xs = cast(x_in, "x", 4, np_dtype)
+    x_elems = layout.pack_elements(xs, pad_value=None if pad_garbage is not None else 0.0, rng=pad_garbage)
+    with dev.alloc(a_bytes, guard=guard) as a_buf:
+        dev.run([im2col_step(dev, entry, layout, geom, x_elems, a_buf)])
+        if guard:
+            a_buf.check_guards(f"{entry['name']} output (im2col matrix)")
+        elems = a_buf.read(np_dtype)
+    return unpack_matrix_float(elems, geom.groups, geom.M, geom.Kp), entry["name"]
+
+
+def run_gemm_float(
+    a: np.ndarray, weight: Any, bias: Any, *, groups: int, activation: Any = "none", dtype: Any = "float32",
+    variant: str | None = None, device: Device | None = None, guard: bool = False,
+) -> tuple[np.ndarray, str]:
+    """Run only the GEMM on an im2col matrix a (G, M, Kp); returns (G, M, OCg) of `dtype` and the variant."""
+    manifest = load_manifest()
+    np_dtype = _dtype(manifest, dtype)
+    a_cast = cast(a, "a", 3, np_dtype)
+    w = cast(weight, "weight", 4, np_dtype)
+    G, M, Kp = a_cast.shape
+    OCg = w.shape[0] // groups
+    b = _bias(bias, w.shape[0], np_dtype)
+    act = ACTIVATIONS[validate.choice(activation, "activation", list(ACTIVATIONS))]
+    dev = _device(device)
+    entry = gemm_entry(manifest, dev, OCg, M, np_dtype.name, variant)
+    out_bytes = output_float_elements(G, M, OCg) * np_dtype.itemsize
+    with dev.alloc(out_bytes, guard=guard) as out_buf:
+        step = gemm_step(dev, entry, G, M, Kp // 4, OCg, pack_matrix_float(a_cast), pack_weights(w, groups), b,
+                         act, out_buf)
+        dev.run([step])
+        if guard:
+            out_buf.check_guards(f"{entry['name']} output")
+        elems = out_buf.read(np_dtype)
+    return unpack_output_float(elems, G, M, OCg), entry["name"]
+
+
+def run_conv2d_float(
+    x: Any,
+    weight: Any,
+    bias: Any,
+    *,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: Any = 1,
+    activation: Any = "none",
+    input_layout: Any = "contig",
+    dtype: Any = "float32",
+    im2col_variant: str | None = None,
+    gemm_variant: str | None = None,
+    device: Device | None = None,
+    guard: bool = False,
+    keep_im2col: bool = False,
+    timestamps: bool = False,
+    pad_garbage: np.random.Generator | None = None,
+) -> FloatConvRun:
+    """conv2d_float with the knobs tests and benchmarks need (guard bands, intermediates, timing)."""
+    manifest = load_manifest()
+    np_dtype = _dtype(manifest, dtype)
+    x_in, w_in = float_array(x, "x", 4), float_array(weight, "weight", 4)
+    geom = conv_geometry(x_in.shape, w_in.shape, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    b = _bias(bias, geom.C_out, np_dtype)
+    act = ACTIVATIONS[validate.choice(activation, "activation", list(ACTIVATIONS))]
+    layout = _layout(manifest, input_layout)
+    dev = _device(device)
+    im2col = im2col_entry(manifest, dev, layout.name, np_dtype.name, im2col_variant)
+    gemm = gemm_entry(manifest, dev, geom.OCg, geom.M, np_dtype.name, gemm_variant)
+
+    size = np_dtype.itemsize
+    a_bytes = matrix_float_elements(geom.groups, geom.M, geom.Kp) * size
+    out_bytes = output_float_elements(geom.groups, geom.M, geom.OCg) * size
+    # sizes first: an oversized call fails before the (possibly huge) host-side layout
+    for what, nbytes in (("x", layout.slots(x_in.shape) * size), ("weight", geom.groups * geom.Kp * geom.OCg * size),
+                         ("im2col matrix of x", a_bytes), ("output", out_bytes)):
+        _check_limit(dev, what, nbytes)
+    xs, w = cast(x_in, "x", 4, np_dtype), cast(w_in, "weight", 4, np_dtype)
+    x_elems = layout.pack_elements(xs, pad_value=None if pad_garbage is not None else 0.0, rng=pad_garbage)
+    w_elems = pack_weights(w, geom.groups)
+
+    with dev.alloc(a_bytes, guard=guard) as a_buf, dev.alloc(out_bytes, guard=guard) as out_buf:
+        steps = [
+            im2col_step(dev, im2col, layout, geom, x_elems, a_buf),
+            gemm_step(dev, gemm, geom.groups, geom.M, geom.K4, geom.OCg, a_buf, w_elems, b, act, out_buf),
+        ]
+        seconds = dev.run(steps, timestamps=timestamps)
+        if guard:
+            a_buf.check_guards(f"{im2col['name']} output (im2col matrix)")
+            out_buf.check_guards(f"{gemm['name']} output")
+        mat = unpack_output_float(out_buf.read(np_dtype), geom.groups, geom.M, geom.OCg)  # (G, M, OCg)
+        matrix = unpack_matrix_float(a_buf.read(np_dtype), geom.groups, geom.M, geom.Kp) if keep_im2col else None
+    out = mat.reshape(geom.groups, geom.N, geom.H_out, geom.W_out, geom.OCg).transpose(1, 0, 4, 2, 3)
+    output = np.ascontiguousarray(out.reshape(geom.N, geom.C_out, geom.H_out, geom.W_out))
+    return FloatConvRun(output, im2col["name"], gemm["name"], geom, matrix, seconds)
+
+
+def conv2d_float(
+    x: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    *,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    activation: str = "none",
+    input_layout: str = "contig",
+    dtype: str = "float32",
+    im2col_variant: str | None = None,
+    gemm_variant: str | None = None,
+    device: Device | None = None,
+) -> np.ndarray:
+    """Float conv2d on the Vulkan device; returns an array of `dtype`, shape (N, C_out, H_out, W_out).
+
+    x (N, C_in, H, W), weight (C_out, C_in/groups, KH, KW) and bias (C_out,) or None are float arrays,
+    cast to `dtype` ("float32" or "float16") first. y = sum over taps of x * w + bias, accumulated in
+    float32; ReLU if asked. A variant left as None is picked by layout, dtype and device features; a
+    name forces it.
+    """
+    return run_conv2d_float(
+        x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups, activation=activation,
+        input_layout=input_layout, dtype=dtype, im2col_variant=im2col_variant, gemm_variant=gemm_variant,
+        device=device,
+    ).output
