@@ -173,7 +173,8 @@ def im2col_entry(manifest: Manifest, dev: Device, layout: str, dtype: str, force
         return check_forced(manifest, forced, "im2col_variant", role=IM2COL_ROLE, accepts=accepts,
                             supports=dev.supports)
 
-    def preference(axes: Mapping[str, Any]) -> tuple[Any, ...]:
+    def preference(entry: Mapping[str, Any]) -> tuple[Any, ...]:
+        axes = entry["axes"]
         return (axes.get("input_layout") == "generic", axes["wg"]["y"] != 1)
 
     return pick(manifest, role=IM2COL_ROLE, accepts=accepts, preference=preference, supports=dev.supports,
@@ -189,10 +190,10 @@ def gemm_entry(manifest: Manifest, dev: Device, OCg: int, M: int, dtype: str, fo
     if forced is not None:
         return check_forced(manifest, forced, "gemm_variant", role=GEMM_ROLE, accepts=accepts, supports=dev.supports)
 
-    def preference(axes: Mapping[str, Any]) -> tuple[Any, ...]:
-        tile = axes["tile"]
+    def preference(entry: Mapping[str, Any]) -> tuple[Any, ...]:
+        tile = entry["axes"]["tile"]
         waste = (-OCg) % tile["c"] + (-M) % tile["w"]  # wide tiles only when there is work to fill them
-        return (waste, -tile["c"] * tile["w"], axes["wg"]["x"])
+        return (waste, -tile["c"] * tile["w"], entry["axes"]["wg"]["x"])
 
     return pick(manifest, role=GEMM_ROLE, accepts=accepts, preference=preference, supports=dev.supports,
                 what=f"dtype={dtype!r}")

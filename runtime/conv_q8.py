@@ -14,7 +14,7 @@ from runtime.errors import LimitExceededError
 from runtime.layouts import Layout, buffer_metadata, pack_matrix_4w4c, unpack_matrix_4w4c, unpack_output_4c
 from runtime.manifest import Manifest, load_manifest
 from runtime.reference import conv_out_size, pack_weights
-from runtime.select import check_forced, pick
+from runtime.select import check_forced, device_unfit, pick
 
 ACTIVATIONS = {"none": 0, "relu": 1}
 # |sum of (x - x_zp) * w| <= K * 255 * 128 must stay inside int32 accumulators
@@ -150,31 +150,12 @@ def _im2col_entry(
             manifest, forced, "im2col_variant", role="im2col", accepts=accepts, supports=device.supports
         )
 
-    def preference(axes: Mapping[str, Any]) -> tuple[Any, ...]:
+    def preference(entry: Mapping[str, Any]) -> tuple[Any, ...]:
+        axes = entry["axes"]
         return (axes.get("input_layout") == "generic", axes["wg"]["y"] != 1)
 
     return pick(manifest, role="im2col", accepts=accepts, preference=preference, supports=device.supports,
                 what=f"input_layout={layout!r}")
-
-
-def gemm_unfit(entry: Mapping[str, Any], device: Device) -> str | None:
-    """Why a GEMM variant cannot run on this device beyond its features, or None."""
-    params, axes = entry.get("params", {}), entry["axes"]
-    declared = {s["name"]: s["default"] for s in entry["spec_constants"]}
-    shared, limit = int(declared.get("SHARED_BYTES", 0)), int(device.info.limits["maxComputeSharedMemorySize"])
-    if shared > limit:
-        return f"it declares {shared} bytes of shared memory, over maxComputeSharedMemorySize = {limit}"
-    want_sg = params.get("subgroup_size")
-    if want_sg and device.info.subgroup_size != want_sg:
-        return f"it assumes subgroups of {want_sg} threads, the device has {device.info.subgroup_size}"
-    coop = axes.get("coop")
-    if coop:
-        shapes = {(c["M"], c["N"], c["K"]) for c in device.info.cooperative_matrix
-                  if c["A"] in ("sint8", "int8") and c["Result"] in ("sint32", "int32")}
-        if (coop["m"], coop["n"], coop["k"]) not in shapes:
-            return (f"the device reports no int8 cooperative-matrix shape M{coop['m']} N{coop['n']} K{coop['k']} "
-                    f"(it reports {sorted(shapes) or 'none'})")
-    return None
 
 
 def _gemm_entry(
@@ -184,7 +165,7 @@ def _gemm_entry(
         entry = check_forced(
             manifest, forced, "gemm_variant", role="gemm", accepts=lambda axes: None, supports=device.supports
         )
-        reason = gemm_unfit(entry, device)
+        reason = device_unfit(entry, device)
         if reason:
             raise ValueError(f"gemm_variant={forced!r} cannot run on {device.info.name}: {reason}")
         return entry
@@ -196,17 +177,20 @@ def _gemm_entry(
     def accepts(axes: Mapping[str, Any]) -> str | None:
         return None if axes.get("dtype") in dtypes else "other scale dtype"
 
-    def preference(axes: Mapping[str, Any]) -> tuple[Any, ...]:
-        tile = axes["tile"]
-        # wide channel tiles only when there are channels to fill them
-        waste = (-OCg) % tile["c"] + (-M) % tile["w"]
-        return ("coop" not in axes, axes.get("dot") != "dot", axes.get("dtype") != scale_dtype, waste,
-                -tile["c"] * tile["w"], axes["wg"]["x"])
+    def preference(entry: Mapping[str, Any]) -> tuple[Any, ...]:
+        axes = entry["axes"]
+        block = {s["name"]: int(s["default"]) for s in entry["spec_constants"]}
+        bm, bn = block["DISPATCH_BLOCK_M"], block["DISPATCH_BLOCK_N"]
+        # outputs computed (whole workgroup blocks) per output wanted, in tenths: a big block only
+        # wins where the GEMM fills it
+        padded = round(10 * (-(-M // bm) * bm) * (-(-OCg // bn) * bn) / (M * OCg))
+        return ("coop" not in axes, axes.get("dot") != "dot", axes.get("dtype") != scale_dtype, padded,
+                -bm * bn, not axes.get("stage", False), axes["wg"]["x"])
 
     def runs_here(features: Iterable[str]) -> list[str]:
         return device.supports(features)
 
-    runnable = {n: v for n, v in manifest.variants.items() if v["role"] != "gemm" or not gemm_unfit(v, device)}
+    runnable = {n: v for n, v in manifest.variants.items() if v["role"] != "gemm" or not device_unfit(v, device)}
     usable = Manifest(manifest.path, runnable, manifest.layouts, manifest.dtypes)
     return pick(usable, role="gemm", accepts=accepts, preference=preference, supports=runs_here,
                 what=f"scale dtype {scale_dtype}")

@@ -1,6 +1,6 @@
-"""Generic int8 tensor layouts, the BufferMetadata uniform and the GEMM matrix formats.
+"""Generic tensor layouts (int8 bytes or float elements), the BufferMetadata uniform and the GEMM matrix formats.
 
-Tensors are logical NCHW int8 arrays of shape (N, C, H, W).
+Tensors are logical NCHW arrays of shape (N, C, H, W): int8 for conv2d_q8, float for conv2d_float.
 
 Layout definitions
 ------------------

@@ -11,6 +11,30 @@ from runtime.manifest import Manifest
 Supports = Callable[[Iterable[str]], list[str]]  # features -> the missing ones
 
 
+def device_unfit(entry: Mapping[str, Any], device: Any) -> str | None:
+    """Why a variant cannot run on this device although it has the features, or None.
+
+    Reads what the template declared (SHARED_BYTES spec constant, `subgroup_size` param, the
+    cooperative-matrix shape axis) against what the device reports.
+    """
+    params, axes = entry.get("params", {}), entry["axes"]
+    declared = {s["name"]: s["default"] for s in entry["spec_constants"]}
+    shared, limit = int(declared.get("SHARED_BYTES", 0)), int(device.info.limits["maxComputeSharedMemorySize"])
+    if shared > limit:
+        return f"it declares {shared} bytes of shared memory, over maxComputeSharedMemorySize = {limit}"
+    want_sg = params.get("subgroup_size")
+    if want_sg and device.info.subgroup_size != want_sg:
+        return f"it assumes subgroups of {want_sg} threads, the device has {device.info.subgroup_size}"
+    coop = axes.get("coop")
+    if coop:
+        shapes = {(c["M"], c["N"], c["K"]) for c in device.info.cooperative_matrix
+                  if c["A"] == "sint8" and c["Result"] == "sint32"}
+        if (coop["m"], coop["n"], coop["k"]) not in shapes:
+            return (f"the device reports no int8 cooperative-matrix shape M{coop['m']} N{coop['n']} K{coop['k']} "
+                    f"(it reports {sorted(shapes) or 'none'})")
+    return None
+
+
 def check_forced(
     manifest: Manifest,
     name: str,
@@ -43,7 +67,7 @@ def pick(
     *,
     role: str,
     accepts: Callable[[Mapping[str, Any]], str | None],
-    preference: Callable[[Mapping[str, Any]], tuple[Any, ...]],
+    preference: Callable[[Mapping[str, Any]], tuple[Any, ...]],  # of the whole manifest entry
     supports: Supports,
     what: str,
 ) -> dict[str, Any]:
@@ -55,4 +79,4 @@ def pick(
             missing = supports(candidates[0]["features"])
             raise MissingFeatureError(missing[0], candidates[0]["name"])
         raise ValueError(f"no {role} variant in {manifest.path} serves {what}")
-    return min(runnable, key=lambda v: (preference(v["axes"]), v["name"]))
+    return min(runnable, key=lambda v: (preference(v), v["name"]))

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from runtime.device import default_device
 from runtime.manifest import load_manifest
+from runtime.select import device_unfit
 from runtime.verify import LEVELS_BY_ROLE, VerificationError, check, repro_command
 from tests import strategies
 from tests.conftest import EXAMPLES, FIRST_FAILURE
@@ -38,9 +39,13 @@ def _params(level: str) -> list[Any]:
 
 
 def _require_device_support(variant: str) -> None:
-    missing = default_device().supports(MANIFEST.variants[variant]["features"])
+    device = default_device()
+    missing = device.supports(MANIFEST.variants[variant]["features"])
     if missing:
-        pytest.skip(f"{variant}: device {default_device().info.name!r} lacks {', '.join(missing)}")
+        pytest.skip(f"{variant}: device {device.info.name!r} lacks {', '.join(missing)}")
+    unfit = device_unfit(MANIFEST.variants[variant], device)
+    if unfit:
+        pytest.skip(f"{variant}: cannot run on {device.info.name!r}: {unfit}")
 
 
 def run_check(level: str, variant: str, case: dict[str, Any]) -> None:
