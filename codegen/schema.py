@@ -84,6 +84,7 @@ class ModeDef(Strict):
 
     description: str = ""
     features: list[Feature] = []
+    extensions: list[str] = []
 
 
 class Tile(Strict):

@@ -38,6 +38,8 @@ class VariantSpec:
         ctx.update(self.axes)
         if "dtype" in self.axes:
             ctx["dtype_info"] = config.dtypes[self.axes["dtype"]].model_dump()
+        if "dot" in self.axes:
+            ctx["dot_info"] = config.dot_modes[self.axes["dot"]].model_dump()
         return ctx
 
     def fingerprint_data(self, config: VariantsFile) -> str:

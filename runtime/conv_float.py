@@ -15,13 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from runtime import conv_common as common
 from runtime import validate
-from runtime.conv_q8 import ConvGeometry
-from runtime.device import Buffer, Device, Step, default_device
-from runtime.errors import LimitExceededError
+from runtime.conv_common import ConvGeometry, check_limit, conv_geometry, device_of, layout_of, workgroups
+from runtime.device import Buffer, Device, Step
 from runtime.layouts import (
     Layout,
-    buffer_metadata,
     matrix_float_elements,
     output_float_elements,
     pack_matrix_float,
@@ -29,15 +28,12 @@ from runtime.layouts import (
     unpack_output_float,
 )
 from runtime.manifest import Manifest, load_manifest
-from runtime.reference import conv_out_size
 from runtime.reference_float import pack_weights
 from runtime.select import check_forced, pick
 
 IM2COL_ROLE = "float_im2col"
 GEMM_ROLE = "float_gemm"
 ACTIVATIONS = {"none": 0, "relu": 1}
-# sizes, strides, padding and dilation reach the shaders as int32 push constants
-INT32_MAX = 2**31 - 1
 
 
 @dataclass
@@ -96,63 +92,6 @@ def cast(value: Any, name: str, ndim: int, dtype: np.dtype) -> np.ndarray:
     return out
 
 
-def conv_geometry(
-    x_shape: tuple[int, ...], w_shape: tuple[int, ...], *, stride: Any, padding: Any, dilation: Any, groups: Any
-) -> ConvGeometry:
-    """Check shapes and conv parameters; ValueError/TypeError naming the argument and the value."""
-    groups = validate.positive_int(groups, "groups")
-    stride_p = validate.pair(stride, "stride", minimum=1, maximum=INT32_MAX)
-    padding_p = validate.pair(padding, "padding", minimum=0, maximum=INT32_MAX)
-    dilation_p = validate.pair(dilation, "dilation", minimum=1, maximum=INT32_MAX)
-    N, C_in, H, W = x_shape
-    C_out, Cg, KH, KW = w_shape
-    if C_in % groups:
-        raise ValueError(f"groups={groups} does not divide C_in={C_in} (x.shape={x_shape})")
-    if C_out % groups:
-        raise ValueError(f"groups={groups} does not divide C_out={C_out} (weight.shape={w_shape})")
-    if Cg != C_in // groups:
-        raise ValueError(
-            f"weight.shape={w_shape} must be (C_out, C_in/groups={C_in // groups}, KH, KW) "
-            f"for x.shape={x_shape} and groups={groups}"
-        )
-    outs = []
-    for axis, size, k, s, p, d in (
-        ("H", H, KH, stride_p[0], padding_p[0], dilation_p[0]),
-        ("W", W, KW, stride_p[1], padding_p[1], dilation_p[1]),
-    ):
-        span = d * (k - 1) + 1
-        if size + 2 * p > INT32_MAX:
-            raise ValueError(
-                f"padding={padding!r}: the padded input {size} + 2*{p} along {axis} exceeds int32 ({INT32_MAX})"
-            )
-        if size + 2 * p < span:
-            raise ValueError(
-                f"weight: kernel span {span} along {axis} (K{axis}={k}, dilation={d}) is larger than the padded "
-                f"input {size} + 2*{p}; the output would be empty"
-            )
-        outs.append(conv_out_size(size, k, s, p, d))
-    return ConvGeometry(N, C_in, H, W, C_out, KH, KW, stride_p, padding_p, dilation_p, groups, outs[0], outs[1])
-
-
-def _layout(manifest: Manifest, name: Any) -> Layout:
-    validate.choice(name, "input_layout", sorted(manifest.layouts))
-    return Layout.from_dict(name, manifest.layouts[name])
-
-
-def _device(device: Any) -> Device:
-    if device is None:
-        return default_device()
-    if not isinstance(device, Device):
-        raise TypeError(f"device must be a runtime.Device or None, got {device!r}")
-    return device
-
-
-def _check_limit(dev: Device, what: str, nbytes: int) -> None:
-    limit = int(dev.info.limits["maxStorageBufferRange"])
-    if nbytes > limit:
-        raise LimitExceededError("maxStorageBufferRange", nbytes, limit, f"{what} needs a {nbytes}-byte buffer")
-
-
 # --- variant choice ------------------------------------------------------------------------------
 
 
@@ -202,29 +141,11 @@ def gemm_entry(manifest: Manifest, dev: Device, OCg: int, M: int, dtype: str, fo
 # --- dispatches ----------------------------------------------------------------------------------
 
 
-def _groups(count: int, local: int) -> int:
-    return max(1, -(-count // local))
-
-
 def im2col_step(
     dev: Device, entry: dict[str, Any], layout: Layout, geom: ConvGeometry, x_elems: np.ndarray, out: Buffer
 ) -> Step:
-    """The im2col dispatch: x laid out in `layout` (element offsets) -> 4W4C float matrix in `out`."""
-    spec_names = {s["name"] for s in entry["spec_constants"]}
-    spec = {"LAYOUT_HASH": layout.hashed_i32()} if "LAYOUT_HASH" in spec_names else {}
-    buffers: dict[int, Any] = {0: out, 1: x_elems}
-    if any(b["binding"] == 2 for b in entry["bindings"]):
-        buffers[2] = np.frombuffer(buffer_metadata(layout, (geom.N, geom.C_in, geom.H, geom.W)), dtype=np.uint8)
-    g = geom
-    push = {
-        "in_whcn": (g.W, g.H, g.C_in, g.N),
-        "kernel": (g.KW, g.KH, g.stride[1], g.stride[0]),
-        "pad_dil": (g.padding[1], g.padding[0], g.dilation[1], g.dilation[0]),
-        "out_geom": (g.W_out, g.H_out, g.groups, g.Cg),
-        "matrix": (g.M, g.M4, g.K4, g.Cg4),
-    }
-    lx, ly, _ = entry["local_size"]
-    return Step(dev.pipeline(entry, spec), buffers, push, (_groups(g.M4, lx), _groups(g.K4, ly), g.groups))
+    """The float im2col dispatch: x laid out in `layout` (element offsets) -> 4W4C float matrix in `out`."""
+    return common.im2col_step(dev, entry, layout, geom, x_elems, out)
 
 
 def gemm_step(
@@ -237,7 +158,7 @@ def gemm_step(
     # the template states the outputs one workgroup covers (see common.dispatch_block)
     block = {s["name"]: int(s["default"]) for s in entry["spec_constants"]}
     pipe = dev.pipeline(entry, {"ACTIVATION": activation})
-    groups = (_groups(M, block["DISPATCH_BLOCK_M"]), _groups(OCg, block["DISPATCH_BLOCK_N"]), G)
+    groups = (workgroups(M, block["DISPATCH_BLOCK_M"]), workgroups(OCg, block["DISPATCH_BLOCK_N"]), G)
     return Step(pipe, {0: out, 1: a, 2: w_elems, 3: bias}, push, groups)
 
 
@@ -269,11 +190,11 @@ def run_im2col_float(
     # im2col depends on the kernel's shape only
     geom = conv_geometry(x_in.shape, (groups, max(1, x_in.shape[1] // groups), KH, KW), stride=stride,
                          padding=padding, dilation=dilation, groups=groups)
-    layout = _layout(manifest, input_layout)
-    dev = _device(device)
+    layout = layout_of(manifest, input_layout)
+    dev = device_of(device)
     entry = im2col_entry(manifest, dev, layout.name, np_dtype.name, variant)
     a_bytes = matrix_float_elements(geom.groups, geom.M, geom.Kp) * np_dtype.itemsize
-    _check_limit(dev, "im2col matrix of x", a_bytes)
+    check_limit(dev, "im2col matrix of x", a_bytes)
     xs = cast(x_in, "x", 4, np_dtype)
     x_elems = layout.pack_elements(xs, pad_value=None if pad_garbage is not None else 0.0, rng=pad_garbage)
     with dev.alloc(a_bytes, guard=guard) as a_buf:
@@ -297,7 +218,7 @@ def run_gemm_float(
     OCg = w.shape[0] // groups
     b = _bias(bias, w.shape[0], np_dtype)
     act = ACTIVATIONS[validate.choice(activation, "activation", list(ACTIVATIONS))]
-    dev = _device(device)
+    dev = device_of(device)
     entry = gemm_entry(manifest, dev, OCg, M, np_dtype.name, variant)
     out_bytes = output_float_elements(G, M, OCg) * np_dtype.itemsize
     with dev.alloc(out_bytes, guard=guard) as out_buf:
@@ -337,8 +258,8 @@ def run_conv2d_float(
     geom = conv_geometry(x_in.shape, w_in.shape, stride=stride, padding=padding, dilation=dilation, groups=groups)
     b = _bias(bias, geom.C_out, np_dtype)
     act = ACTIVATIONS[validate.choice(activation, "activation", list(ACTIVATIONS))]
-    layout = _layout(manifest, input_layout)
-    dev = _device(device)
+    layout = layout_of(manifest, input_layout)
+    dev = device_of(device)
     im2col = im2col_entry(manifest, dev, layout.name, np_dtype.name, im2col_variant)
     gemm = gemm_entry(manifest, dev, geom.OCg, geom.M, np_dtype.name, gemm_variant)
 
@@ -348,7 +269,7 @@ def run_conv2d_float(
     # sizes first: an oversized call fails before the (possibly huge) host-side layout
     for what, nbytes in (("x", layout.slots(x_in.shape) * size), ("weight", geom.groups * geom.Kp * geom.OCg * size),
                          ("im2col matrix of x", a_bytes), ("output", out_bytes)):
-        _check_limit(dev, what, nbytes)
+        check_limit(dev, what, nbytes)
     xs, w = cast(x_in, "x", 4, np_dtype), cast(w_in, "weight", 4, np_dtype)
     x_elems = layout.pack_elements(xs, pad_value=None if pad_garbage is not None else 0.0, rng=pad_garbage)
     w_elems = pack_weights(w, geom.groups)

@@ -8,70 +8,18 @@ from typing import Any
 
 import numpy as np
 
+from runtime import conv_common as common
 from runtime import validate
-from runtime.device import Buffer, Device, Step, default_device
-from runtime.errors import LimitExceededError
-from runtime.layouts import Layout, buffer_metadata, pack_matrix_4w4c, unpack_matrix_4w4c, unpack_output_4c
+from runtime.conv_common import ConvGeometry, check_limit, device_of, layout_of, workgroups
+from runtime.device import Buffer, Device, Step
+from runtime.layouts import Layout, pack_matrix_4w4c, unpack_matrix_4w4c, unpack_output_4c
 from runtime.manifest import Manifest, load_manifest
-from runtime.reference import conv_out_size, pack_weights
+from runtime.reference import pack_weights
 from runtime.select import check_forced, device_unfit, pick
 
 ACTIVATIONS = {"none": 0, "relu": 1}
 # |sum of (x - x_zp) * w| <= K * 255 * 128 must stay inside int32 accumulators
 MAX_K = (2**31 - 1) // (255 * 128)
-# sizes, strides, padding and dilation reach the shaders as int32 push constants
-INT32_MAX = 2**31 - 1
-
-
-@dataclass(frozen=True)
-class ConvGeometry:
-    """Sizes of one conv call and of its im2col matrix (see runtime/reference.py)."""
-
-    N: int
-    C_in: int
-    H: int
-    W: int
-    C_out: int
-    KH: int
-    KW: int
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    dilation: tuple[int, int]
-    groups: int
-    H_out: int
-    W_out: int
-
-    @property
-    def Cg(self) -> int:
-        return self.C_in // self.groups
-
-    @property
-    def OCg(self) -> int:
-        return self.C_out // self.groups
-
-    @property
-    def Cg4(self) -> int:
-        return -(-self.Cg // 4)
-
-    @property
-    def OCg4(self) -> int:
-        return -(-self.OCg // 4)
-
-    @property
-    def M(self) -> int:
-        return self.N * self.H_out * self.W_out
-
-    @property
-    def M4(self) -> int:
-        return -(-self.M // 4)
-
-    @property
-    def K4(self) -> int:
-        return self.KH * self.KW * self.Cg4
-
-    @property
-    def Kp(self) -> int:
-        return 4 * self.K4
 
 
 @dataclass
@@ -90,52 +38,17 @@ class ConvRun:
 def conv_geometry(
     x: Any, weight: Any, *, stride: Any, padding: Any, dilation: Any, groups: Any
 ) -> ConvGeometry:
-    """Check shapes and conv parameters; ValueError/TypeError naming the argument."""
+    """Check int8 tensors, shapes and conv parameters; ValueError/TypeError naming the argument."""
     x = validate.int8_array(x, "x", 4)
     weight = validate.int8_array(weight, "weight", 4)
-    groups = validate.positive_int(groups, "groups")
-    stride_p = validate.pair(stride, "stride", minimum=1, maximum=INT32_MAX)
-    padding_p = validate.pair(padding, "padding", minimum=0, maximum=INT32_MAX)
-    dilation_p = validate.pair(dilation, "dilation", minimum=1, maximum=INT32_MAX)
-    N, C_in, H, W = x.shape
-    C_out, Cg, KH, KW = weight.shape
-    if C_in % groups:
-        raise ValueError(f"groups={groups} does not divide C_in={C_in} (x.shape={x.shape})")
-    if C_out % groups:
-        raise ValueError(f"groups={groups} does not divide C_out={C_out} (weight.shape={weight.shape})")
-    if Cg != C_in // groups:
-        raise ValueError(
-            f"weight.shape={weight.shape} must be (C_out, C_in/groups={C_in // groups}, KH, KW) "
-            f"for x.shape={x.shape} and groups={groups}"
-        )
-    outs = []
-    for axis, size, k, s, p, d in (
-        ("H", H, KH, stride_p[0], padding_p[0], dilation_p[0]),
-        ("W", W, KW, stride_p[1], padding_p[1], dilation_p[1]),
-    ):
-        span = d * (k - 1) + 1
-        if size + 2 * p > INT32_MAX:
-            raise ValueError(
-                f"padding={padding!r}: the padded input {size} + 2*{p} along {axis} exceeds int32 ({INT32_MAX})"
-            )
-        if size + 2 * p < span:
-            raise ValueError(
-                f"weight: kernel span {span} along {axis} (K{axis}={k}, dilation={d}) is larger than the padded "
-                f"input {size} + 2*{p}; the output would be empty"
-            )
-        outs.append(conv_out_size(size, k, s, p, d))
-    geom = ConvGeometry(N, C_in, H, W, C_out, KH, KW, stride_p, padding_p, dilation_p, groups, outs[0], outs[1])
+    geom = common.conv_geometry(x.shape, weight.shape, stride=stride, padding=padding, dilation=dilation,
+                                groups=groups)
     if geom.Kp > MAX_K:
         raise ValueError(
             f"weight.shape={weight.shape}: reduction length {geom.Kp} exceeds {MAX_K}, "
             "where int32 accumulators could overflow"
         )
     return geom
-
-
-def _layout(manifest: Manifest, name: Any) -> Layout:
-    validate.choice(name, "input_layout", sorted(manifest.layouts))
-    return Layout.from_dict(name, manifest.layouts[name])
 
 
 def _im2col_entry(
@@ -196,10 +109,6 @@ def _gemm_entry(
                 what=f"scale dtype {scale_dtype}")
 
 
-def _groups(count: int, local: int) -> int:
-    return max(1, -(-count // local))
-
-
 @dataclass(frozen=True)
 class GemmGeometry:
     """Sizes of one grouped GEMM: G groups of (M x Kp) @ (Kp x OCg)."""
@@ -230,42 +139,12 @@ def gemm_geometry(geom: ConvGeometry) -> GemmGeometry:
     return GemmGeometry(geom.groups, geom.M, geom.K4, geom.OCg)
 
 
-def _device(device: Any) -> Device:
-    if device is None:
-        return default_device()
-    if not isinstance(device, Device):
-        raise TypeError(f"device must be a runtime.Device or None, got {device!r}")
-    return device
-
-
-def _check_limit(dev: Device, what: str, nbytes: int) -> None:
-    limit = int(dev.info.limits["maxStorageBufferRange"])
-    if nbytes > limit:
-        raise LimitExceededError("maxStorageBufferRange", nbytes, limit, f"{what} needs a {nbytes}-byte buffer")
-
-
 def im2col_step(
     dev: Device, entry: dict[str, Any], layout: Layout, geom: ConvGeometry, x_words: np.ndarray, x_zp: int,
     out: Buffer,
 ) -> Step:
-    """The im2col dispatch: x packed in `layout` -> 4W4C matrix in `out`."""
-    spec_names = {s["name"] for s in entry["spec_constants"]}
-    spec = {"LAYOUT_HASH": layout.hashed_i32()} if "LAYOUT_HASH" in spec_names else {}
-    buffers: dict[int, Any] = {0: out, 1: x_words}
-    if any(b["binding"] == 2 for b in entry["bindings"]):
-        shape = (geom.N, geom.C_in, geom.H, geom.W)
-        buffers[2] = np.frombuffer(buffer_metadata(layout, shape), dtype=np.uint8)
-    g = geom
-    push = {
-        "in_whcn": (g.W, g.H, g.C_in, g.N),
-        "kernel": (g.KW, g.KH, g.stride[1], g.stride[0]),
-        "pad_dil": (g.padding[1], g.padding[0], g.dilation[1], g.dilation[0]),
-        "out_geom": (g.W_out, g.H_out, g.groups, g.Cg),
-        "matrix": (g.M, g.M4, g.K4, g.Cg4),
-        "x_zp": x_zp,
-    }
-    lx, ly, _ = entry["local_size"]
-    return Step(dev.pipeline(entry, spec), buffers, push, (_groups(g.M4, lx), _groups(g.K4, ly), g.groups))
+    """The int8 im2col dispatch: x packed in `layout` -> 4W4C matrix in `out`, padding taps = x_zp."""
+    return common.im2col_step(dev, entry, layout, geom, x_words, out, x_zp=x_zp)
 
 
 @dataclass(frozen=True)
@@ -339,7 +218,7 @@ def gemm_step(
     # the template states the outputs one workgroup covers (see common.dispatch_block)
     block = {s["name"]: int(s["default"]) for s in entry["spec_constants"]}
     pipe = dev.pipeline(entry, {"ACTIVATION": rq.activation})
-    groups = (_groups(geom.M, block["DISPATCH_BLOCK_M"]), _groups(geom.OCg, block["DISPATCH_BLOCK_N"]), geom.G)
+    groups = (workgroups(geom.M, block["DISPATCH_BLOCK_M"]), workgroups(geom.OCg, block["DISPATCH_BLOCK_N"]), geom.G)
     return Step(pipe, buffers, push, groups)
 
 
@@ -356,11 +235,11 @@ def run_im2col_q8(
     geom = conv_geometry(x, weight_shape, stride=stride, padding=padding, dilation=dilation, groups=groups)
     x_zp_i = validate.zero_point(x_zp, "x_zp")
     manifest = load_manifest()
-    layout = _layout(manifest, input_layout)
-    dev = _device(device)
+    layout = layout_of(manifest, input_layout)
+    dev = device_of(device)
     entry = _im2col_entry(manifest, dev, layout.name, variant)
     gg = gemm_geometry(geom)
-    _check_limit(dev, "im2col matrix of x", gg.a_bytes)
+    check_limit(dev, "im2col matrix of x", gg.a_bytes)
     x_words = layout.pack(x, pad_value=None if pad_garbage is not None else 0, rng=pad_garbage)
     with dev.alloc(gg.a_bytes, guard=guard) as a_buf:
         dev.run([im2col_step(dev, entry, layout, geom, x_words, x_zp_i, a_buf)])
@@ -382,7 +261,7 @@ def run_gemm_q8(
     rq = check_requant(w_scales, bias, weight.shape[0], x_scale=x_scale, x_zp=x_zp, out_scale=out_scale,
                        out_zp=out_zp, activation=activation)
     manifest = load_manifest()
-    dev = _device(device)
+    dev = device_of(device)
     entry = _gemm_entry(manifest, dev, OCg, M, scale_dtype(rq), variant)
     check_storage(manifest, entry, rq)
     w_words, wsum = pack_weights(weight, groups)
@@ -424,8 +303,8 @@ def run_conv2d_q8(
     rq = check_requant(w_scales, bias, geom.C_out, x_scale=x_scale, x_zp=x_zp, out_scale=out_scale,
                        out_zp=out_zp, activation=activation)
     manifest = load_manifest()
-    layout = _layout(manifest, input_layout)
-    dev = _device(device)
+    layout = layout_of(manifest, input_layout)
+    dev = device_of(device)
     im2col = _im2col_entry(manifest, dev, layout.name, im2col_variant)
     gemm = _gemm_entry(manifest, dev, geom.OCg, geom.M, scale_dtype(rq), gemm_variant)
     check_storage(manifest, gemm, rq)
@@ -436,7 +315,7 @@ def run_conv2d_q8(
     w_bytes = 4 * geom.groups * geom.K4 * geom.OCg
     for what, nbytes in (("x", x_bytes), ("weight", w_bytes), ("im2col matrix of x", gg.a_bytes),
                          ("output", gg.out_bytes)):
-        _check_limit(dev, what, nbytes)
+        check_limit(dev, what, nbytes)
     x_words = layout.pack(x, pad_value=None if pad_garbage is not None else 0, rng=pad_garbage)
     w_words, wsum = pack_weights(weight, geom.groups)
 

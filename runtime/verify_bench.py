@@ -30,9 +30,15 @@ def copy_groups(dev: Device, entry: dict[str, Any], n_vec4: int) -> int:
     return max(1, min(-(-n_vec4 // local), int(dev.info.limits["maxComputeWorkGroupCount"][0])))
 
 
+def dot_peak_tile(entry: dict[str, Any]) -> tuple[int, int]:
+    """(rows, cols): a words and b words per thread of a dot-peak variant; rows*cols accumulators."""
+    return int(entry["params"]["rows"]), int(entry["params"]["cols"])
+
+
 def dot_peak_chains(entry: dict[str, Any]) -> int:
     """Independent accumulator chains per thread of a dot-peak variant."""
-    return int(entry["params"]["chains"])
+    rows, cols = dot_peak_tile(entry)
+    return rows * cols
 
 
 def dot_peak_ops(entry: dict[str, Any], threads: int, iters: int) -> int:
@@ -46,26 +52,30 @@ def dot_peak_step(dev: Device, entry: dict[str, Any], seeds: Buffer | np.ndarray
     return Step(dev.pipeline(entry), {0: out, 1: seeds}, {"args": (int(iters), 0, 0, 0)}, (int(groups), 1, 1))
 
 
-def dot_peak_reference(seeds: np.ndarray, chains: int, threads: int, iters: int, saturate: bool,
+def dot_peak_reference(seeds: np.ndarray, tile: tuple[int, int], threads: int, iters: int, saturate: bool,
                        first: int = 0) -> np.ndarray:
     """What threads first .. first+threads-1 of the dot-peak shader write, computed the same way in NumPy.
 
-    acc[c] starts at seeds[c] ^ thread; each step adds the dot product of acc's own four signed
-    bytes with those of b[c] = seeds[chains + c], saturating (OpSDotAccSat) or wrapping (the
-    integer fallback); the result is the XOR of the final accumulators.
+    With (rows, cols) = tile and n = rows*cols: acc[r][c] starts at seeds[r*cols + c] ^ thread,
+    a[r] = seeds[n + r] ^ thread, b[c] = seeds[n + rows + c]. Each step adds the dot product of the
+    signed bytes of a[r] and b[c] to acc[r][c], saturating (OpSDotAccSat) or wrapping (OpSDot + add,
+    the integer fallback), then rotates a by one; the result is the XOR of the final accumulators.
     """
+    rows, cols = tile
+    n = rows * cols
     seeds = np.asarray(seeds, dtype=np.int32)
     tid = np.arange(first, first + threads, dtype=np.int32)[:, None]
-    acc = (seeds[None, :chains] ^ tid).astype(np.int64)  # (threads, chains)
-    b = seeds[chains : 2 * chains].view(np.int8).reshape(1, chains, 4).astype(np.int64)
+    acc = (seeds[None, :n] ^ tid).astype(np.int64).reshape(threads, rows, cols)
+    a = (seeds[None, n : n + rows] ^ tid).view(np.int8).reshape(threads, rows, 4).astype(np.int64)
+    b = seeds[n + rows : n + rows + cols].view(np.int8).reshape(cols, 4).astype(np.int64)
     for _ in range(iters):
-        a = acc.astype(np.int32).view(np.int8).reshape(threads, chains, 4).astype(np.int64)
-        total = acc + (a * b).sum(axis=2)
+        total = acc + np.einsum("trk,ck->trc", a, b)
         if saturate:
             acc = np.clip(total, INT32_MIN, INT32_MAX)
         else:
             acc = (total + 2**31) % 2**32 - 2**31  # two's complement wrap-around
-    return np.bitwise_xor.reduce(acc.astype(np.int32), axis=1)
+        a = np.roll(a, -1, axis=1)
+    return np.bitwise_xor.reduce(acc.reshape(threads, n).astype(np.int32), axis=1)
 
 
 def seed_values(rng: np.random.Generator, chains: int, mode: str) -> np.ndarray:
@@ -112,7 +122,7 @@ def check_dot_peak(variant: str, case: dict[str, Any], device: Device | None) ->
         dev.run([dot_peak_step(dev, entry, seeds, out, case["iters"], case["groups"])])
         out.check_guards(f"{variant} output")
         got = out.read(np.int32)
-    want = dot_peak_reference(seeds, chains, threads, int(case["iters"]), entry["axes"]["dot"] == "dot")
+    want = dot_peak_reference(seeds, dot_peak_tile(entry), threads, int(case["iters"]), entry["axes"]["dot"] == "dot")
     bad = np.flatnonzero(got != want)
     if bad.size:
         i = int(bad[0])

@@ -177,8 +177,9 @@ def test_real_manifest_features_follow_axes_and_capabilities(real_build: tuple[P
     for name, v in gemms.items():
         features = set(v["features"])
         caps = set(spirv_capabilities((project.out_dir / v["spv"]).read_bytes()))
-        assert ("shaderIntegerDotProduct" in features) == (v["axes"]["dot"] == "dot"), name
-        assert ({6018, 6019} <= caps) == (v["axes"]["dot"] == "dot"), name  # DotProduct(Input4x8BitPacked)
+        packed = v["axes"]["dot"] in ("dot", "sdot")
+        assert ("shaderIntegerDotProduct" in features) == packed, name
+        assert ({6018, 6019} <= caps) == packed, name  # DotProduct(Input4x8BitPacked)
         assert ("storageBuffer16BitAccess" in features) == (v["axes"]["dtype"] == "float16"), name
         assert (4433 in caps) == (v["axes"]["dtype"] == "float16"), name  # StorageBuffer16BitAccess
         assert v["features"] == sorted(v["features"])

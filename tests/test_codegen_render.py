@@ -178,7 +178,7 @@ def test_fail_from_real_common_include_for_unhandled_dot_mode(tmp_path: Path) ->
     anchor = "  int:\n    description: plain"
     assert anchor in text
     text = text.replace(anchor, "  dp2:\n    description: not handled\n" + anchor)
-    text = text.replace("dot: [dot, int]", "dot: [dp2]")
+    text = text.replace("dot: [dot, sdot, int]", "dot: [dp2]")
     variants = tmp_path / "variants.yaml"
     variants.write_text(text)
     project = Project(variants, REAL_TEMPLATES, tmp_path / "out")
@@ -188,7 +188,7 @@ def test_fail_from_real_common_include_for_unhandled_dot_mode(tmp_path: Path) ->
         Renderer(project.template_dir).render(spec.template, spec.context(config), spec.name)
     line = line_of((REAL_TEMPLATES / "include" / "common.glsl.j2").read_text(), 'fail("dot mode')
     assert str(info.value) == (
-        f"templates/include/common.glsl.j2:{line}: dot mode dp2 is not handled; expected 'dot' or 'int' "
+        f"templates/include/common.glsl.j2:{line}: dot mode dp2 is not handled; expected 'dot', 'sdot' or 'int' "
         f"(variant {spec.name})"
     )
 
