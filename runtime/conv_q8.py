@@ -18,6 +18,8 @@ from runtime.reference import pack_weights
 from runtime.select import check_forced, device_unfit, pick
 
 ACTIVATIONS = {"none": 0, "relu": 1}
+# workgroups below which a GEMM is assumed not to fill a GPU (an H100 has 132 SMs; lavapipe a few threads)
+FILL_WORKGROUPS = 128
 # |sum of (x - x_zp) * w| <= K * 255 * 128 must stay inside int32 accumulators
 MAX_K = (2**31 - 1) // (255 * 128)
 
@@ -52,7 +54,7 @@ def conv_geometry(
 
 
 def _im2col_entry(
-    manifest: Manifest, device: Device, layout: str, forced: str | None
+    manifest: Manifest, device: Device, layout: str, forced: str | None, K4: int
 ) -> dict[str, Any]:
     def accepts(axes: Mapping[str, Any]) -> str | None:
         ok = axes.get("input_layout") in ("generic", layout)
@@ -65,7 +67,9 @@ def _im2col_entry(
 
     def preference(entry: Mapping[str, Any]) -> tuple[Any, ...]:
         axes = entry["axes"]
-        return (axes.get("input_layout") == "generic", axes["wg"]["y"] != 1)
+        # threads run along k4: a workgroup wider than the row of k4 blocks idles the rest
+        idle = max(0, axes["wg"]["x"] - K4)
+        return (axes.get("input_layout") == "generic", idle, axes["wg"]["y"])
 
     return pick(manifest, role="im2col", accepts=accepts, preference=preference, supports=device.supports,
                 what=f"input_layout={layout!r}")
@@ -97,8 +101,13 @@ def _gemm_entry(
         # outputs computed (whole workgroup blocks) per output wanted, in tenths: a big block only
         # wins where the GEMM fills it
         padded = round(10 * (-(-M // bm) * bm) * (-(-OCg // bn) * bn) / (M * OCg))
-        return ("coop" not in axes, axes.get("dot") != "dot", axes.get("dtype") != scale_dtype, padded,
-                -bm * bn, not axes.get("stage", False), axes["wg"]["x"])
+        # a GEMM too small to give every compute unit a workgroup wants smaller blocks (more of them);
+        # one that fills the device wants the largest blocks (most operand reuse)
+        blocks = -(-M // bm) * -(-OCg // bn)
+        fill = -blocks if blocks < FILL_WORKGROUPS else -bm * bn
+        return ("coop" not in axes, axes.get("dot") not in ("dot", "sdot"), axes.get("dot") != "sdot",
+                axes.get("dtype") != scale_dtype, padded, blocks < FILL_WORKGROUPS, fill,
+                not axes.get("stage", False), axes["wg"]["x"])
 
     def runs_here(features: Iterable[str]) -> list[str]:
         return device.supports(features)
@@ -237,7 +246,7 @@ def run_im2col_q8(
     manifest = load_manifest()
     layout = layout_of(manifest, input_layout)
     dev = device_of(device)
-    entry = _im2col_entry(manifest, dev, layout.name, variant)
+    entry = _im2col_entry(manifest, dev, layout.name, variant, geom.K4)
     gg = gemm_geometry(geom)
     check_limit(dev, "im2col matrix of x", gg.a_bytes)
     x_words = layout.pack(x, pad_value=None if pad_garbage is not None else 0, rng=pad_garbage)
@@ -305,7 +314,7 @@ def run_conv2d_q8(
     manifest = load_manifest()
     layout = layout_of(manifest, input_layout)
     dev = device_of(device)
-    im2col = _im2col_entry(manifest, dev, layout.name, im2col_variant)
+    im2col = _im2col_entry(manifest, dev, layout.name, im2col_variant, geom.K4)
     gemm = _gemm_entry(manifest, dev, geom.OCg, geom.M, scale_dtype(rq), gemm_variant)
     check_storage(manifest, gemm, rq)
 

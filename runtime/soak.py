@@ -7,8 +7,8 @@ Every call draws a case the way tests/strategies.py does (dense / grouped / dept
 float32 or float16 scales), runs it through the op on the default device with the variants picked
 automatically, and compares it with ``runtime.reference.conv2d_q8_reference`` (+-1).
 
-A warm-up first fills the caches (every GEMM variant the device runs and every layout, with and
-without relu, then `--warmup` random cases). Resident memory (``/proc/self/statm``) and the device's
+A warm-up first fills the caches (every GEMM variant the device runs, with and without relu, every
+im2col variant with every layout it reads, then `--warmup` random cases). Resident memory (``/proc/self/statm``) and the device's
 live Vulkan objects (:meth:`runtime.device.Device.live_objects`) are taken after the warm-up and at
 the end. Pipelines, shader modules and pipeline layouts are caches: they may grow only by the
 (variant, specialization) combinations first seen after the warm-up; every other count must stay flat.
@@ -103,11 +103,12 @@ class Outcome:
     problem: str = ""
 
 
-def run_case(case: dict[str, Any], device: Device, gemm_variant: str | None = None) -> Outcome:
+def run_case(case: dict[str, Any], device: Device, gemm_variant: str | None = None,
+             im2col_variant: str | None = None) -> Outcome:
     """Run one case on the device and compare with the reference (+-1)."""
     inp = materialize(case)
     run = run_conv2d_q8(inp.x, inp.weight, inp.w_scales, inp.bias, input_layout=case["layout"], device=device,
-                        gemm_variant=gemm_variant, **inp.kwargs)
+                        gemm_variant=gemm_variant, im2col_variant=im2col_variant, **inp.kwargs)
     keys = {(run.im2col_variant, f"layout={case['layout']}"), (run.gemm_variant, f"act={case['activation']}")}
     want, _ = conv2d_q8_reference(inp.x, inp.weight, inp.w_scales, inp.bias, **inp.kwargs)
     diff = np.abs(run.output.astype(np.int16) - want.astype(np.int16))
@@ -168,10 +169,11 @@ def soak(
     failures: list[str] = []
     mismatches = errors = 0
 
-    def one(case: dict[str, Any], count: bool, gemm_variant: str | None = None) -> None:
+    def one(case: dict[str, Any], count: bool, gemm_variant: str | None = None,
+            im2col_variant: str | None = None) -> None:
         nonlocal mismatches, errors
         try:
-            outcome = run_case(case, dev, gemm_variant)
+            outcome = run_case(case, dev, gemm_variant, im2col_variant)
         except Exception as exc:  # a raising call is a failure to report, not a reason to stop
             outcome = Outcome(False, set(), f"raised {type(exc).__name__}: {exc}")
             errors += int(count)
@@ -187,7 +189,7 @@ def soak(
             print(f"  FAIL: {outcome.problem}\n    rerun: {rerun}", file=out)
 
     # Warm-up fills the caches (pipelines, and the driver's compiled code in RSS): every GEMM variant that
-    # runs here, and every layout, each with and without relu; then random cases.
+    # runs here with and without relu, every im2col variant with every layout it reads; then random cases.
     t_warm = time.perf_counter()
     warm_rng = np.random.default_rng([seed, 1])
     manifest = load_manifest()
@@ -198,6 +200,12 @@ def soak(
             case = dict(random_case(warm_rng, layouts), activation=activation,
                         scale_dtype=entry["axes"].get("dtype", "float32"))
             one(case, False, name)  # errors ignored: e.g. a variant this device cannot run for other reasons
+    for name, entry in sorted(manifest.variants.items()):
+        if entry["role"] != "im2col" or dev.supports(entry["features"]):
+            continue
+        reads = entry["axes"].get("input_layout")
+        for layout in layouts if reads in (None, "generic") else [reads]:
+            one(dict(random_case(warm_rng, layouts), layout=layout), False, im2col_variant=name)
     for layout in layouts:
         for activation in ("none", "relu"):
             for scale_dtype in ("float32", "float16"):
