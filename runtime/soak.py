@@ -8,10 +8,11 @@ float32 or float16 scales), runs it through the op on the default device with th
 automatically, and compares it with ``runtime.reference.conv2d_q8_reference`` (+-1).
 
 A warm-up first fills the caches (every GEMM variant the device runs, with and without relu, every
-im2col variant with every layout it reads, then `--warmup` random cases). Resident memory (``/proc/self/statm``) and the device's
-live Vulkan objects (:meth:`runtime.device.Device.live_objects`) are taken after the warm-up and at
-the end. Pipelines, shader modules and pipeline layouts are caches: they may grow only by the
-(variant, specialization) combinations first seen after the warm-up; every other count must stay flat.
+im2col variant with every layout it reads, then `--warmup` random cases). Resident memory
+(``/proc/self/statm``) and the device's live Vulkan objects
+(:meth:`runtime.device.Device.live_objects`) are taken after the warm-up and at the end.
+Pipelines, shader modules and pipeline layouts are caches: they may grow only by the (variant,
+specialization) combinations first seen after the warm-up; every other count must stay flat.
 
 Exit status: 0 when every result matched, no call raised, RSS grew by at most the limit and no object
 count grew beyond that; 1 otherwise.
