@@ -13,18 +13,6 @@ from codegen.errors import ConfigError
 
 DIMS = ("N", "C", "H", "W")
 # Feature names as Vulkan spells them; the runtime maps each to a feature struct field.
-KNOWN_FEATURES = (
-    "shaderIntegerDotProduct",
-    "storageBuffer8BitAccess",
-    "storageBuffer16BitAccess",
-    "shaderFloat16",
-    "shaderInt8",
-    "shaderInt16",
-    "shaderInt64",
-    "cooperativeMatrix",
-    "cooperativeMatrixNV",
-    "vulkanMemoryModel",
-)
 Feature = Literal[
     "shaderIntegerDotProduct",
     "storageBuffer8BitAccess",

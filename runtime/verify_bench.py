@@ -32,7 +32,7 @@ def copy_groups(dev: Device, entry: dict[str, Any], n_vec4: int) -> int:
 
 def dot_peak_tile(entry: dict[str, Any]) -> tuple[int, int]:
     """(rows, cols): a words and b words per thread of a dot-peak variant; rows*cols accumulators."""
-    return int(entry["params"]["rows"]), int(entry["params"]["cols"])
+    return int(entry["axes"]["tile"]["w"]), int(entry["axes"]["tile"]["c"])
 
 
 def dot_peak_chains(entry: dict[str, Any]) -> int:
