@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -56,20 +57,32 @@ def summarize(samples: Sequence[float]) -> Stats:
     return Stats(tuple(float(s) for s in samples))
 
 
-def time_steps(dev: Device, steps: Sequence[Step], reps: int, warmup: int) -> list[list[float]]:
-    """Run `steps` (one command buffer) `warmup` times untimed, then `reps` times with timestamps.
+def spin_up(dev: Device, steps: Sequence[Step], seconds: float) -> None:
+    """Keep the device busy with `steps` for about `seconds` of wall time before a measurement.
 
-    Returns the GPU seconds of every step of every timed run. One submit per run, so the
-    timestamps bracket each dispatch alone, not the host's record/submit/wait overhead.
+    An idle GPU sits at a low clock and takes a while under load to boost (seen on the H100:
+    a probe timed cold ran several times slower, with a bimodal spread); a peak must be measured
+    at the clock the heavy work runs at.
     """
-    for _ in range(warmup):
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
         dev.run(steps)
-    runs = []
-    for _ in range(max(1, reps)):
-        seconds = dev.run(steps, timestamps=True)
-        assert seconds is not None  # timestamps=True always returns them
-        runs.append(seconds)
-    return runs
+
+
+def time_steps(dev: Device, steps: Sequence[Step], reps: int, warmup: int) -> list[list[float]]:
+    """Run `steps` `warmup` times untimed, then `reps` times with timestamps.
+
+    Returns the GPU seconds of every step of every timed run. All timed runs go in one command
+    buffer, back to back (with the usual barriers between dispatches), as a network would issue
+    them: with one submit per run, the GPU idles between tiny dispatches while the host waits, and
+    drops its clock. The timestamps still bracket each dispatch alone.
+    """
+    if warmup > 0:
+        dev.run(list(steps) * warmup)
+    n = len(steps)
+    seconds = dev.run(list(steps) * max(1, reps), timestamps=True)
+    assert seconds is not None  # timestamps=True always returns them
+    return [seconds[i * n : (i + 1) * n] for i in range(max(1, reps))]
 
 
 def time_total(dev: Device, steps: Sequence[Step], reps: int, warmup: int) -> tuple[Stats, list[Stats]]:

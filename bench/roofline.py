@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.measure import Stats, summarize, time_steps
+from bench.measure import Stats, spin_up, summarize, time_steps
 from bench.suite import RooflineSizes
 from runtime import verify_bench as vb
 from runtime.device import Device
@@ -67,7 +67,7 @@ def _variants(manifest: Manifest, role: str, only: Callable[[str], bool]) -> lis
 
 
 def measure_copy(dev: Device, manifest: Manifest, nbytes: int, reps: int, warmup: int, log: Log,
-                 only: Callable[[str], bool] = lambda n: True) -> list[Probe]:
+                 only: Callable[[str], bool] = lambda n: True, spin_s: float = 0.0) -> list[Probe]:
     """Time every bench_copy variant on one `nbytes` buffer; bandwidth counts bytes read + written."""
     limit = int(dev.info.limits["maxStorageBufferRange"])
     nbytes = max(16, min(nbytes, limit) // 16 * 16)
@@ -84,6 +84,7 @@ def measure_copy(dev: Device, manifest: Manifest, nbytes: int, reps: int, warmup
             try:
                 dst.fill(0)  # so the check below sees this variant's copy, not the previous one's
                 step = vb.copy_step(dev, entry, src, dst, n_vec4, vb.copy_groups(dev, entry, n_vec4))
+                spin_up(dev, [step], spin_s)
                 stats = summarize([r[0] for r in time_steps(dev, [step], reps, warmup)])
                 ok = np.array_equal(dst.read(np.uint8), src_host)
             except (ShaderkitError, ValueError) as exc:
@@ -128,6 +129,7 @@ def measure_dot_peak(dev: Device, manifest: Manifest, sizes: RooflineSizes, reps
             with dev.upload(seeds) as seed_buf, dev.alloc(4 * threads) as out:
                 iters = _calibrate(dev, entry, seed_buf, out, groups, sizes)
                 step = vb.dot_peak_step(dev, entry, seed_buf, out, iters, groups)
+                spin_up(dev, [step], sizes.spin_s)
                 stats = summarize([r[0] for r in time_steps(dev, [step], reps, warmup)])
                 got = out.read(np.int32)
         except (ShaderkitError, ValueError) as exc:
@@ -157,7 +159,7 @@ def measure(dev: Device, manifest: Manifest, sizes: RooflineSizes, reps: int, wa
             only: Callable[[str], bool] = lambda n: True) -> Roofline:
     """Both probes; the ceilings are the best passing variant of each (the `dot` mode where the device has it)."""
     roof = Roofline()
-    roof.probes += measure_copy(dev, manifest, sizes.copy_bytes, reps, warmup, log, only)
+    roof.probes += measure_copy(dev, manifest, sizes.copy_bytes, reps, warmup, log, only, sizes.spin_s)
     roof.probes += measure_dot_peak(dev, manifest, sizes, reps, warmup, log, only)
     copy = roof.best("copy")
     roof.copy_gbps = copy.value if copy else None
