@@ -311,8 +311,7 @@ def bench_conv(b: Bench, shape: ConvShape) -> list[Row]:
         if want is None:
             return f"skipped: {shape.macs:.2g} MACs is too many for a NumPy check"
         mat = unpack_output_4c(out.read(np.int32), geom.groups, geom.M, geom.OCg)
-        got = mat.reshape(geom.groups, geom.N, geom.H_out, geom.W_out, geom.OCg).transpose(1, 0, 4, 2, 3)
-        return _mismatch(got.reshape(want.shape), want, 1)
+        return _mismatch(reference.matrix_to_nchw(mat, geom.N, geom.H_out, geom.W_out), want, 1)
 
     rows: list[Row] = []
     with DeviceInputs(b.dev) as inputs:

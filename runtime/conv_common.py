@@ -14,6 +14,8 @@ from runtime.layouts import Layout, buffer_metadata
 from runtime.manifest import Manifest
 from runtime.reference import conv_out_size
 
+# the ACTIVATION spec constant of every epilogue (templates/include/epilogue.glsl.j2)
+ACTIVATIONS = {"none": 0, "relu": 1}
 # sizes, strides, padding and dilation reach the shaders as int32 push constants
 INT32_MAX = 2**31 - 1
 
@@ -126,6 +128,11 @@ def check_limit(dev: Device, what: str, nbytes: int) -> None:
     limit = int(dev.info.limits["maxStorageBufferRange"])
     if nbytes > limit:
         raise LimitExceededError("maxStorageBufferRange", nbytes, limit, f"{what} needs a {nbytes}-byte buffer")
+
+
+def activation_code(activation: Any) -> int:
+    """The `activation` argument as the epilogue's ACTIVATION spec constant."""
+    return ACTIVATIONS[validate.choice(activation, "activation", list(ACTIVATIONS))]
 
 
 def workgroups(count: int, local: int) -> int:

@@ -17,7 +17,15 @@ import numpy as np
 
 from runtime import conv_common as common
 from runtime import validate
-from runtime.conv_common import ConvGeometry, check_limit, conv_geometry, device_of, layout_of, workgroups
+from runtime.conv_common import (
+    ConvGeometry,
+    activation_code,
+    check_limit,
+    conv_geometry,
+    device_of,
+    layout_of,
+    workgroups,
+)
 from runtime.device import Buffer, Device, Step
 from runtime.layouts import (
     Layout,
@@ -28,12 +36,12 @@ from runtime.layouts import (
     unpack_output_float,
 )
 from runtime.manifest import Manifest, load_manifest
+from runtime.reference import matrix_to_nchw
 from runtime.reference_float import pack_weights
 from runtime.select import check_forced, pick
 
 IM2COL_ROLE = "float_im2col"
 GEMM_ROLE = "float_gemm"
-ACTIVATIONS = {"none": 0, "relu": 1}
 
 
 @dataclass
@@ -217,7 +225,7 @@ def run_gemm_float(
     G, M, Kp = a_cast.shape
     OCg = w.shape[0] // groups
     b = _bias(bias, w.shape[0], np_dtype)
-    act = ACTIVATIONS[validate.choice(activation, "activation", list(ACTIVATIONS))]
+    act = activation_code(activation)
     dev = device_of(device)
     entry = gemm_entry(manifest, dev, OCg, M, np_dtype.name, variant)
     out_bytes = output_float_elements(G, M, OCg) * np_dtype.itemsize
@@ -257,7 +265,7 @@ def run_conv2d_float(
     x_in, w_in = float_array(x, "x", 4), float_array(weight, "weight", 4)
     geom = conv_geometry(x_in.shape, w_in.shape, stride=stride, padding=padding, dilation=dilation, groups=groups)
     b = _bias(bias, geom.C_out, np_dtype)
-    act = ACTIVATIONS[validate.choice(activation, "activation", list(ACTIVATIONS))]
+    act = activation_code(activation)
     layout = layout_of(manifest, input_layout)
     dev = device_of(device)
     im2col = im2col_entry(manifest, dev, layout.name, np_dtype.name, im2col_variant)
@@ -285,8 +293,7 @@ def run_conv2d_float(
             out_buf.check_guards(f"{gemm['name']} output")
         mat = unpack_output_float(out_buf.read(np_dtype), geom.groups, geom.M, geom.OCg)  # (G, M, OCg)
         matrix = unpack_matrix_float(a_buf.read(np_dtype), geom.groups, geom.M, geom.Kp) if keep_im2col else None
-    out = mat.reshape(geom.groups, geom.N, geom.H_out, geom.W_out, geom.OCg).transpose(1, 0, 4, 2, 3)
-    output = np.ascontiguousarray(out.reshape(geom.N, geom.C_out, geom.H_out, geom.W_out))
+    output = np.ascontiguousarray(matrix_to_nchw(mat, geom.N, geom.H_out, geom.W_out))
     return FloatConvRun(output, im2col["name"], gemm["name"], geom, matrix, seconds)
 
 

@@ -10,14 +10,13 @@ import numpy as np
 
 from runtime import conv_common as common
 from runtime import validate
-from runtime.conv_common import ConvGeometry, check_limit, device_of, layout_of, workgroups
+from runtime.conv_common import ConvGeometry, activation_code, check_limit, device_of, layout_of, workgroups
 from runtime.device import Buffer, Device, Step
 from runtime.layouts import Layout, pack_matrix_4w4c, unpack_matrix_4w4c, unpack_output_4c
 from runtime.manifest import Manifest, load_manifest
-from runtime.reference import pack_weights
+from runtime.reference import matrix_to_nchw, pack_weights
 from runtime.select import check_forced, device_unfit, pick
 
-ACTIVATIONS = {"none": 0, "relu": 1}
 # workgroups below which a GEMM is assumed not to fill a GPU (an H100 has 132 SMs; lavapipe a few threads)
 FILL_WORKGROUPS = 128
 # |sum of (x - x_zp) * w| <= K * 255 * 128 must stay inside int32 accumulators
@@ -179,7 +178,7 @@ def check_requant(
         x_zp=validate.zero_point(x_zp, "x_zp"),
         out_scale=validate.positive_finite(out_scale, "out_scale"),
         out_zp=validate.zero_point(out_zp, "out_zp"),
-        activation=ACTIVATIONS[validate.choice(activation, "activation", list(ACTIVATIONS))],
+        activation=activation_code(activation),
     )
     # the epilogue computes in float32: acc * (x_scale * w_scales[oc]) + bias[oc], then / out_scale
     validate.storable(rq.x_scale, "x_scale", np.float32, "a float32 push constant", positive=True)
@@ -339,8 +338,7 @@ def run_conv2d_q8(
             out_buf.check_guards(f"{gemm['name']} output")
         mat = unpack_output_4c(out_buf.read(np.int32), geom.groups, geom.M, geom.OCg)  # (G, M, OCg)
         im2col_words = a_buf.read(np.int32) if keep_im2col else None
-    out = mat.reshape(geom.groups, geom.N, geom.H_out, geom.W_out, geom.OCg).transpose(1, 0, 4, 2, 3)
-    output = np.ascontiguousarray(out.reshape(geom.N, geom.C_out, geom.H_out, geom.W_out))
+    output = np.ascontiguousarray(matrix_to_nchw(mat, geom.N, geom.H_out, geom.W_out))
     return ConvRun(output, im2col["name"], gemm["name"], geom, im2col_words, seconds)
 
 
