@@ -35,7 +35,7 @@ from runtime.layouts import (
     unpack_matrix_float,
     unpack_output_float,
 )
-from runtime.manifest import Manifest, load_manifest
+from runtime.manifest import Manifest, declared, load_manifest
 from runtime.reference import matrix_to_nchw
 from runtime.reference_float import pack_weights
 from runtime.select import check_forced, pick
@@ -164,7 +164,7 @@ def gemm_step(
     M4, OCg4 = -(-M // 4), -(-OCg // 4)
     push = {"dims": (M, M4, K4, OCg), "dims2": (OCg4, G)}
     # the template states the outputs one workgroup covers (see common.dispatch_block)
-    block = {s["name"]: int(s["default"]) for s in entry["spec_constants"]}
+    block = declared(entry)
     pipe = dev.pipeline(entry, {"ACTIVATION": activation})
     groups = (workgroups(M, block["DISPATCH_BLOCK_M"]), workgroups(OCg, block["DISPATCH_BLOCK_N"]), G)
     return Step(pipe, {0: out, 1: a, 2: w_elems, 3: bias}, push, groups)

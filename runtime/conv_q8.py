@@ -13,7 +13,7 @@ from runtime import validate
 from runtime.conv_common import ConvGeometry, activation_code, check_limit, device_of, layout_of, workgroups
 from runtime.device import Buffer, Device, Step
 from runtime.layouts import Layout, pack_matrix_4w4c, unpack_matrix_4w4c, unpack_output_4c
-from runtime.manifest import Manifest, load_manifest
+from runtime.manifest import Manifest, declared, load_manifest
 from runtime.reference import matrix_to_nchw, pack_weights
 from runtime.select import check_forced, device_unfit, pick
 
@@ -95,7 +95,7 @@ def _gemm_entry(
 
     def preference(entry: Mapping[str, Any]) -> tuple[Any, ...]:
         axes = entry["axes"]
-        block = {s["name"]: int(s["default"]) for s in entry["spec_constants"]}
+        block = declared(entry)
         bm, bn = block["DISPATCH_BLOCK_M"], block["DISPATCH_BLOCK_N"]
         # outputs computed (whole workgroup blocks) per output wanted, in tenths: a big block only
         # wins where the GEMM fills it
@@ -224,7 +224,7 @@ def gemm_step(
         "scales": (rq.x_scale, rq.out_scale, 0.0, 0.0),
     }
     # the template states the outputs one workgroup covers (see common.dispatch_block)
-    block = {s["name"]: int(s["default"]) for s in entry["spec_constants"]}
+    block = declared(entry)
     pipe = dev.pipeline(entry, {"ACTIVATION": rq.activation})
     groups = (workgroups(geom.M, block["DISPATCH_BLOCK_M"]), workgroups(geom.OCg, block["DISPATCH_BLOCK_N"]), geom.G)
     return Step(pipe, buffers, push, groups)

@@ -14,6 +14,7 @@ from .buffers import Buffer
 from .context import Context, DeviceInfo
 from .dispatch import Runner, Step
 from .errors import LimitExceededError, ShaderkitError
+from .manifest import declared
 from .pipelines import Pipeline, PipelineFactory
 
 __all__ = ["Buffer", "Device", "DeviceInfo", "Pipeline", "Step", "default_device"]
@@ -100,8 +101,8 @@ class Device:
         the device instead of failing the pipeline).
         """
         self._live()
-        declared = {s["name"]: s["default"] for s in variant.get("spec_constants", [])}
-        shared, limit = int(declared.get("SHARED_BYTES", 0)), int(self.info.limits["maxComputeSharedMemorySize"])
+        shared = int(declared(variant).get("SHARED_BYTES", 0))
+        limit = int(self.info.limits["maxComputeSharedMemorySize"])
         if shared > limit:
             raise LimitExceededError(
                 "maxComputeSharedMemorySize", shared, limit, f"variant {variant.get('name')!r} shared memory"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -16,6 +17,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 class ManifestError(ShaderkitError):
     """The manifest is missing, unreadable, or names something it does not hold."""
+
+
+def declared(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """Spec-constant defaults of a variant by name: what its template states to the host
+    (DISPATCH_BLOCK_M/N, SHARED_BYTES, ...) besides the constants the host sets."""
+    return {s["name"]: s["default"] for s in entry.get("spec_constants", [])}
 
 
 def default_manifest_path() -> Path:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from runtime.errors import MissingFeatureError
-from runtime.manifest import Manifest
+from runtime.manifest import Manifest, declared
 
 Supports = Callable[[Iterable[str]], list[str]]  # features -> the missing ones
 
@@ -18,8 +18,7 @@ def device_unfit(entry: Mapping[str, Any], device: Any) -> str | None:
     cooperative-matrix shape axis) against what the device reports.
     """
     params, axes = entry.get("params", {}), entry["axes"]
-    declared = {s["name"]: s["default"] for s in entry["spec_constants"]}
-    shared, limit = int(declared.get("SHARED_BYTES", 0)), int(device.info.limits["maxComputeSharedMemorySize"])
+    shared, limit = int(declared(entry).get("SHARED_BYTES", 0)), int(device.info.limits["maxComputeSharedMemorySize"])
     if shared > limit:
         return f"it declares {shared} bytes of shared memory, over maxComputeSharedMemorySize = {limit}"
     want_sg = params.get("subgroup_size")
