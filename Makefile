@@ -30,7 +30,7 @@ bench-quick: shaders
 	$(PY) -m bench --quick
 
 soak: shaders
-	$(PY) -m runtime.soak --calls $(SOAK_CALLS)
+	$(PY) -m runtime.tools.soak --calls $(SOAK_CALLS)
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -20,8 +20,8 @@ from bench.peer import Peer
 from bench.report import markdown as render_markdown
 from bench.report import slug, write
 from bench.suite import SUITES, Suite
-from runtime.device import Device, default_device
-from runtime.manifest import load_manifest
+from runtime.core.device import Device, default_device
+from runtime.core.manifest import load_manifest
 
 KINDS = ("gemm", "im2col", "conv", "roofline")
 # (reps, warm-up runs) when not given: lavapipe needs the quick suite to stay within minutes
@@ -76,8 +76,8 @@ def buffer_memory(dev: Device) -> str:
     the copy-bandwidth probe then shows it too.
     """
     try:
-        from runtime.buffers import _memory_candidates
-        from runtime.vkapi import vk
+        from runtime.core.buffers import _memory_candidates
+        from runtime.core.vkapi import vk
 
         ctx = dev._ctx
         index = _memory_candidates(ctx, 0xFFFFFFFF)[0]

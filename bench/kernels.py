@@ -14,8 +14,13 @@ from bench.measure import DeviceInputs, Stats, time_total
 from bench.peer import Peer, PeerResult
 from bench.roofline import Roofline
 from bench.suite import ConvShape, GemmShape
-from runtime import reference
-from runtime.conv_q8 import (
+from runtime.core.buffers import Buffer
+from runtime.core.device import Device
+from runtime.core.errors import ShaderkitError
+from runtime.core.layouts import Layout
+from runtime.core.manifest import Manifest, VariantEntry
+from runtime.families.q8ta_conv2d import oracle as reference
+from runtime.families.q8ta_conv2d.op import (
     GemmGeometry,
     Requant,
     check_requant,
@@ -25,14 +30,17 @@ from runtime.conv_q8 import (
     im2col_step,
     run_conv2d_q8,
 )
-from runtime.device import Buffer, Device
-from runtime.errors import ShaderkitError
-from runtime.layouts import Layout, unpack_matrix_4w4c, unpack_output_4c
-from runtime.manifest import Manifest
+from runtime.oplib.gemm_formats import (
+    matrix_to_nchw,
+    pack_weights_q8,
+    unpack_matrix_4w4c,
+    unpack_output_4c,
+    unpack_weights_q8,
+)
 
 # NumPy spot checks above these sizes would take longer than the benchmark itself: skipped, and said so.
 GEMM_CHECK_MACS = 1 << 32  # float64 BLAS matmul (exact: |sum| <= 8192 * 128 * 128 << 2**53)
-CONV_CHECK_MACS = 1 << 28  # runtime.reference's int64 conv (no BLAS)
+CONV_CHECK_MACS = 1 << 28  # the oracle's int64 conv (no BLAS)
 IM2COL_CHECK_BYTES = 1 << 25  # Layout.unpack builds an int64 offset per byte
 # a few quick runs per GEMM variant to find the fastest for a conv's GEMM, then the full reps for it
 SCREEN_REPS = 3
@@ -96,11 +104,11 @@ class Bench:
     log: Log
     keep_variant: Callable[[str], bool] = lambda name: True
 
-    def variants(self, role: str) -> list[dict[str, Any]]:
+    def variants(self, role: str) -> list[VariantEntry]:
         return [self.manifest.variants[n] for n in self.manifest.names(role=role) if self.keep_variant(n)]
 
-    def missing(self, entry: dict[str, Any]) -> str | None:
-        lacks = self.dev.supports(entry["features"])
+    def missing(self, entry: VariantEntry) -> str | None:
+        lacks = self.dev.supports(entry.features)
         return f"n/a: device lacks {', '.join(lacks)}" if lacks else None
 
     def rate(self, row: Row, peer: PeerResult | None = None) -> Row:
@@ -170,7 +178,7 @@ def bench_gemm(b: Bench, shape: GemmShape) -> list[Row]:
         a_buf = inputs.upload(a_words)
         out = inputs.alloc(geom.out_bytes)
         for entry in b.variants("gemm"):
-            row = Row("gemm", shape.name, shape.describe(), entry["name"], ops=ops, nbytes=nbytes)
+            row = Row("gemm", shape.name, shape.describe(), entry.name, ops=ops, nbytes=nbytes)
             rows.append(row)
             if (reason := b.missing(entry)) is not None:
                 row.status = reason
@@ -197,7 +205,7 @@ def bench_gemm(b: Bench, shape: GemmShape) -> list[Row]:
 def _gemm_reference(a_words: np.ndarray, w_words: np.ndarray, wsum: np.ndarray, geom: GemmGeometry,
                     rq: Requant) -> np.ndarray:
     a = unpack_matrix_4w4c(a_words, 1, geom.M, 4 * geom.K4)[0].astype(np.float64)
-    w = reference.unpack_weights(w_words, 1, 4 * geom.K4, geom.OCg)[0].astype(np.float64)
+    w = unpack_weights_q8(w_words, 1, 4 * geom.K4, geom.OCg)[0].astype(np.float64)
     acc = (a @ w - rq.x_zp * wsum.astype(np.float64))[None]  # exact integers in float64
     return reference.requantize(acc, rq.x_scale, rq.w_scales, rq.bias, rq.out_scale, rq.out_zp, "none")
 
@@ -205,9 +213,9 @@ def _gemm_reference(a_words: np.ndarray, w_words: np.ndarray, wsum: np.ndarray, 
 # -- im2col alone -------------------------------------------------------------------------------------------
 
 
-def _layout(manifest: Manifest, entry: dict[str, Any]) -> Layout:
+def _layout(manifest: Manifest, entry: VariantEntry) -> Layout:
     """The layout a variant reads: its own, or 4W4C (what conv2d_q8 defaults to) for generic ones."""
-    name = entry["axes"].get("input_layout", "generic")
+    name = entry.axes.get("input_layout", "generic")
     name = "4w4c" if name == "generic" else name
     return Layout.from_dict(name, manifest.layouts[name])
 
@@ -217,7 +225,7 @@ def bench_im2col(b: Bench, shape: ConvShape) -> list[Row]:
     rng = _rng(shape.name)
     x = rng.integers(-128, 128, size=(shape.N, shape.C_in, shape.H, shape.W), dtype=np.int8)
     kernel = np.zeros((shape.groups, shape.C_in // shape.groups, shape.K, shape.K), np.int8)  # carries the shape
-    geom = conv_geometry(x, kernel, stride=shape.stride, padding=shape.padding, dilation=1, groups=shape.groups)
+    geom = conv_geometry(x.shape, kernel, stride=shape.stride, padding=shape.padding, dilation=1, groups=shape.groups)
     gg = gemm_geometry(geom)
     x_zp = 5
     check = gg.a_bytes <= IM2COL_CHECK_BYTES
@@ -227,7 +235,7 @@ def bench_im2col(b: Bench, shape: ConvShape) -> list[Row]:
     with DeviceInputs(b.dev) as inputs:
         a_buf = inputs.alloc(gg.a_bytes)
         for entry in b.variants("im2col"):
-            row = Row("im2col", shape.name, shape.describe(), entry["name"])
+            row = Row("im2col", shape.name, shape.describe(), entry.name)
             rows.append(row)
             if (reason := b.missing(entry)) is not None:
                 row.status = reason
@@ -301,7 +309,7 @@ def bench_conv(b: Bench, shape: ConvShape) -> list[Row]:
     im2col_entry = b.manifest.variant(auto.im2col_variant)
     layout = Layout.from_dict("4w4c", b.manifest.layouts["4w4c"])  # what run_conv2d_q8 was called with
     x_words = layout.pack(case.x)
-    w_words, wsum = reference.pack_weights(case.weight, geom.groups)
+    w_words, wsum = pack_weights_q8(case.weight, geom.groups)
     check = shape.macs <= CONV_CHECK_MACS
     want = None
     if check:
@@ -311,7 +319,7 @@ def bench_conv(b: Bench, shape: ConvShape) -> list[Row]:
         if want is None:
             return f"skipped: {shape.macs:.2g} MACs is too many for a NumPy check"
         mat = unpack_output_4c(out.read(np.int32), geom.groups, geom.M, geom.OCg)
-        return _mismatch(reference.matrix_to_nchw(mat, geom.N, geom.H_out, geom.W_out), want, 1)
+        return _mismatch(matrix_to_nchw(mat, geom.N, geom.H_out, geom.W_out), want, 1)
 
     rows: list[Row] = []
     with DeviceInputs(b.dev) as inputs:
@@ -320,13 +328,13 @@ def bench_conv(b: Bench, shape: ConvShape) -> list[Row]:
         im2col = inputs.persist(im2col_step(b.dev, im2col_entry, layout, geom, x_words, rq.x_zp, a_buf))
         b.dev.run([im2col])  # the GEMM screen below reads this matrix
 
-        def gemm(entry: dict[str, Any]) -> Any:
+        def gemm(entry: VariantEntry) -> Any:
             return inputs.persist(gemm_step(b.dev, b.manifest, entry, gg, a_buf, w_words, wsum, rq, out))
 
         # screen every GEMM variant on this conv's GEMM with a few runs; the fastest one that passes wins
         best: tuple[float, str] | None = None
         for entry in b.variants("gemm"):
-            row = Row("conv-gemm-screen", shape.name, desc, entry["name"], ops=ops, nbytes=nbytes)
+            row = Row("conv-gemm-screen", shape.name, desc, entry.name, ops=ops, nbytes=nbytes)
             rows.append(row)
             if (reason := b.missing(entry)) is not None:
                 row.status = reason
@@ -340,7 +348,7 @@ def bench_conv(b: Bench, shape: ConvShape) -> list[Row]:
             row.check = output_check(out)
             b.rate(row)
             if not row.check.startswith("FAILED") and (best is None or row.stats.median < best[0]):
-                best = (row.stats.median, entry["name"])
+                best = (row.stats.median, entry.name)
 
         peers = b.peer.conv(shape, b.reps, b.warmup)
         pairs = [("auto", auto.gemm_variant)]

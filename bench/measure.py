@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from runtime.device import Buffer, Device, Step
-from runtime.pipelines import BINDING_KINDS
+from runtime.core.buffers import Buffer
+from runtime.core.device import Device, Step
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def time_total(dev: Device, steps: Sequence[Step], reps: int, warmup: int) -> tu
 class DeviceInputs:
     """Keeps a shape's inputs on the device: every ndarray a Step binds is uploaded once, then reused.
 
-    Steps built by runtime/conv_q8.py bind host arrays (weights, scales, metadata); left as they are,
+    Steps built by the ops bind host arrays (weights, scales, metadata); left as they are,
     `Device.run` would upload them again on every rep. :meth:`persist` swaps them for Buffers, keyed
     by array identity so one array shared by many variants' steps is uploaded once.
     """
@@ -122,7 +122,7 @@ class DeviceInputs:
         buffers: dict[int, Buffer | np.ndarray] = {}
         for number, value in step.buffers.items():
             if isinstance(value, np.ndarray):
-                kind = BINDING_KINDS[step.pipeline.bindings[number]["kind"]]
+                kind = step.pipeline.variant.binding(number).descriptor
                 value = self.upload(value, kind)
             buffers[number] = value
         return Step(step.pipeline, buffers, step.push, step.groups)

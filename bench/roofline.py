@@ -10,10 +10,11 @@ import numpy as np
 
 from bench.measure import Stats, spin_up, summarize, time_steps
 from bench.suite import RooflineSizes
-from runtime import verify_bench as vb
-from runtime.device import Device
-from runtime.errors import ShaderkitError
-from runtime.manifest import Manifest
+from runtime.core.device import Device
+from runtime.core.errors import ShaderkitError
+from runtime.core.manifest import Manifest, VariantEntry
+from runtime.families.bench_probes import op as vb
+from runtime.families.bench_probes.oracle import dot_peak_reference
 
 Log = Callable[[str], None]
 # threads whose dot-peak result is recomputed in NumPy (first and last ones of the grid)
@@ -62,7 +63,7 @@ class Roofline:
                 "probes": [p.to_json() for p in self.probes]}
 
 
-def _variants(manifest: Manifest, role: str, only: Callable[[str], bool]) -> list[dict[str, Any]]:
+def _variants(manifest: Manifest, role: str, only: Callable[[str], bool]) -> list[VariantEntry]:
     return [manifest.variants[n] for n in manifest.names(role=role) if only(n)]
 
 
@@ -76,8 +77,8 @@ def measure_copy(dev: Device, manifest: Manifest, nbytes: int, reps: int, warmup
     probes = []
     with dev.upload(src_host) as src, dev.alloc(nbytes) as dst:
         for entry in _variants(manifest, "bench_copy", only):
-            name = entry["name"]
-            missing = dev.supports(entry["features"])
+            name = entry.name
+            missing = dev.supports(entry.features)
             if missing:
                 probes.append(Probe(name, "copy", None, None, "n/a", f"device lacks {', '.join(missing)}"))
                 continue
@@ -97,7 +98,7 @@ def measure_copy(dev: Device, manifest: Manifest, nbytes: int, reps: int, warmup
     return probes
 
 
-def _calibrate(dev: Device, entry: dict[str, Any], seeds: Any, out: Any, groups: int, sizes: RooflineSizes) -> int:
+def _calibrate(dev: Device, entry: VariantEntry, seeds: Any, out: Any, groups: int, sizes: RooflineSizes) -> int:
     """Iterations for one dispatch to last about `dot_target_s`, so launch overhead does not count."""
     iters = sizes.dot_start_iters
     while iters < 1 << 22:
@@ -114,12 +115,12 @@ def measure_dot_peak(dev: Device, manifest: Manifest, sizes: RooflineSizes, reps
     """Time every bench_dot_peak variant; TOPS counts 8 int8 ops (4 multiply-adds) per dot4."""
     probes = []
     for entry in _variants(manifest, "bench_dot_peak", only):
-        name, mode = entry["name"], entry["axes"]["dot"]
-        missing = dev.supports(entry["features"])
+        name, mode = entry.name, entry.axes["dot"]
+        missing = dev.supports(entry.features)
         if missing:
             probes.append(Probe(name, mode, None, None, "n/a", f"device lacks {', '.join(missing)}"))
             continue
-        local = int(entry["local_size"][0])
+        local = int(entry.local_size[0])
         max_groups = int(dev.info.limits["maxComputeWorkGroupCount"][0])
         groups = max(1, min(sizes.dot_threads // local, max_groups))
         threads = groups * local
@@ -147,7 +148,7 @@ def _check_dot_peak(got: np.ndarray, seeds: np.ndarray, tile: tuple[int, int], i
     threads = got.size
     k = min(CHECK_THREADS, threads)
     for first in sorted({0, threads - k}):
-        want = vb.dot_peak_reference(seeds, tile, k, iters, saturate, first=first)
+        want = dot_peak_reference(seeds, tile, k, iters, saturate, first=first)
         bad = np.flatnonzero(got[first : first + k] != want)
         if bad.size:
             i = first + int(bad[0])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from runtime.reference import conv_out_size
+from runtime.oplib.conv import conv_out_size
 
 
 @dataclass(frozen=True)

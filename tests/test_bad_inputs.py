@@ -6,13 +6,11 @@ ONE table: each row takes a valid baseline call, changes one thing, and says whi
 While a row runs, the default device's run/alloc/upload/pipeline fail the test if called, and host
 allocations are traced, so a rejected call neither submits work nor packs a huge tensor first.
 
-Rows for ``runtime.conv2d_float`` are generated only when that op exists (runtime/conv_float.py).
+Rows cover ``runtime.conv2d_q8`` and ``runtime.conv2d_float``.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
 import tracemalloc
 from collections.abc import Callable
@@ -23,24 +21,16 @@ import numpy as np
 import pytest
 
 import runtime
-from runtime.conv_q8 import MAX_K
-from runtime.device import Device, default_device
-from runtime.manifest import load_manifest
-from runtime.reference import conv2d_q8_reference
+from runtime.core.device import Device, default_device
+from runtime.core.manifest import load_manifest
+from runtime.families.q8ta_conv2d.op import MAX_K
+from runtime.families.q8ta_conv2d.oracle import conv2d_q8_reference
 
 Kwargs = dict[str, Any]
 
 
-def _float_op() -> Callable[..., np.ndarray] | None:
-    """runtime.conv2d_float, or the one in runtime/conv_float.py before it is exported; None if absent."""
-    found = getattr(runtime, "conv2d_float", None)
-    if found is None and importlib.util.find_spec("runtime.conv_float") is not None:
-        found = getattr(importlib.import_module("runtime.conv_float"), "conv2d_float", None)
-    return found
-
-
-CONV2D_FLOAT = _float_op()
-OPS = ("q8", "float") if CONV2D_FLOAT is not None else ("q8",)
+CONV2D_FLOAT = runtime.conv2d_float
+OPS = ("q8", "float")
 # a rejected call may allocate small things on the host, never a copy of a big (broadcast) tensor
 MAX_HOST_PEAK = 16 << 20
 
@@ -149,7 +139,7 @@ def variant(role: str, **axes: Any) -> str:
     """The first (by name) built variant of `role` whose axes have the given values ("" if none: a row
     using it then fails, loudly, if its op is tested)."""
     names = sorted(n for n, v in MANIFEST.variants.items()
-                   if v["role"] == role and all(v["axes"].get(k) == a for k, a in axes.items()))
+                   if v.role == role and all(v.axes.get(k) == a for k, a in axes.items()))
     return names[0] if names else ""
 
 
@@ -274,8 +264,8 @@ TABLE: list[Row] = [
     R("q8", "activation-unknown", set_(activation="gelu"), VE, "activation", "'gelu'"),
     R("q8", "activation-case", set_(activation="ReLU"), VE, "activation", "'ReLU'"),
     R("q8", "activation-none-object", set_(activation=None), VE, "activation", "None"),
-    R("q8", "layout-unknown", set_(input_layout="nhwc"), VE, "input_layout", "'nhwc'"),
-    R("q8", "layout-none", set_(input_layout=None), VE, "input_layout", "None"),
+    R("q8", "layout-unknown", set_(input_layout="no such layout!"), VE, "input_layout", "'no such layout!'"),
+    R("q8", "layout-int", set_(input_layout=4), VE, "input_layout", "4"),
     R("q8", "device-not-a-device", set_(device="cpu"), TE, "device", "'cpu'"),
     # --- conv2d_q8: forced variants that cannot serve the call -------------------------------------
     R("q8", "im2col_variant-unknown", set_(im2col_variant="q8ta_im2col_nope"), VE,
@@ -319,7 +309,7 @@ TABLE: list[Row] = [
     R("float", "dilation-zero", set_(dilation=(1, 0)), VE, "dilation", "(1, 0)"),
     R("float", "stride-triple", set_(stride=(1, 2, 3)), TE, "stride", "(1, 2, 3)"),
     R("float", "activation-unknown", set_(activation="gelu"), VE, "activation", "'gelu'"),
-    R("float", "layout-unknown", set_(input_layout="nhwc"), VE, "input_layout", "'nhwc'"),
+    R("float", "layout-unknown", set_(input_layout="no such layout!"), VE, "input_layout", "'no such layout!'"),
     R("float", "dtype-unknown", set_(dtype="float64"), VE, "dtype", "'float64'"),
     R("float", "im2col_variant-unknown", set_(im2col_variant="nope"), VE, "im2col_variant", "'nope'"),
     R("float", "gemm_variant-q8-gemm", set_(gemm_variant=GEMM), VE, "gemm_variant", repr(GEMM)),

@@ -17,8 +17,8 @@ from bench.measure import DeviceInputs, summarize
 from bench.peer import Peer
 from bench.report import slug
 from bench.suite import FULL, QUICK, SUITES
-from runtime.device import Step, default_device
-from runtime.manifest import load_manifest
+from runtime.core.device import Step, default_device
+from runtime.core.manifest import load_manifest
 
 # a few variants of each kind keep the in-process run to seconds on lavapipe
 TINY = ["--suite", "micro", "--reps", "2", "--warmup", "1", "--no-peer",

@@ -13,6 +13,7 @@ equal the entries in variants.yaml, and every repository path it names must exis
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import re
 import shutil
@@ -28,14 +29,14 @@ from hypothesis import HealthCheck, given, settings
 from codegen.build import Project, build
 from codegen.schema import VariantsFile
 from codegen.variants import expand
-from runtime.conv_float import run_conv2d_float
-from runtime.conv_q8 import run_conv2d_q8
-from runtime.device import Device
-from runtime.layouts import BUILTIN_LAYOUTS, Layout
-from runtime.manifest import load_manifest
-from runtime.reference import conv2d_q8_reference
-from runtime.verify import LEVELS_BY_ROLE, check
-from tests import strategies
+from runtime.core.device import Device
+from runtime.core.layouts import BUILTIN_LAYOUTS, Layout
+from runtime.core.manifest import load_manifest
+from runtime.core.registry import Level
+from runtime.families.f_conv2d.op import run_conv2d_float
+from runtime.families.q8ta_conv2d.op import run_conv2d_q8
+from runtime.families.q8ta_conv2d.oracle import conv2d_q8_reference
+from runtime.tools.check import levels_of
 
 REPO = Path(__file__).resolve().parent.parent
 LAYOUT_DOC = REPO / "docs" / "adding-a-layout.md"
@@ -43,7 +44,6 @@ FAMILY_DOC = REPO / "docs" / "adding-a-family.md"
 APPLIED = "<!-- applied by tests/test_extension.py -->"
 SAME_AS_VARIANTS = "<!-- same as variants.yaml (tests/test_extension.py) -->"
 EXAMPLES = 10  # Hypothesis cases per (variant, level)
-FLOAT_ROLES = ("float_im2col", "float_gemm")
 IM2COL_ROLES = ("im2col", "float_im2col")
 
 
@@ -130,20 +130,21 @@ def _run_levels(variant: str, layouts: list[str], dev: Device) -> None:
     manifest = load_manifest()
     assert manifest.path.parent == Path(os.environ["SHADERKIT_BUILD"]).resolve()
     entry = manifest.variant(variant)
-    missing = dev.supports(entry["features"])
+    missing = dev.supports(entry.features)
     if missing:
         pytest.skip(f"{variant}: device {dev.info.name!r} lacks {', '.join(missing)}")
-    cases = strategies.float_cases(layouts) if entry["role"] in FLOAT_ROLES else strategies.conv_cases(layouts)
-    for level in LEVELS_BY_ROLE[entry["role"]]:
-        _check_cases(level, variant, cases, dev)
+    # the level's own strategy, over just the layouts under test
+    only = dataclasses.replace(manifest, layouts={k: manifest.layouts[k] for k in layouts})
+    for level in levels_of(variant):
+        _check_cases(level, variant, level.cases(entry, only), dev)
 
 
-def _check_cases(level: str, variant: str, cases: Any, dev: Device) -> None:
+def _check_cases(level: Level, variant: str, cases: Any, dev: Device) -> None:
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(case=cases)
     def run(case: dict[str, Any]) -> None:
-        check(level, variant, case, dev)
+        level.check(variant, case, dev)
 
     run()
 

@@ -1,8 +1,9 @@
-"""Property tests of every variant in the manifest against the NumPy reference.
+"""Property tests of every variant in the manifest against its family's NumPy oracle.
 
-Parametrized by the manifest: a variant added to variants.yaml is tested here with no edit.
-Levels: im2col alone (exact), GEMM alone (exact accumulators, +-1 after requantization), whole op
-(+-1). Every output buffer carries guard bands. A failure prints a one-line repro command and an
+Parametrized by the manifest and the family registry: every (family level, variant of a role the
+level checks) pair is one test, drawing cases from the level's own Hypothesis strategy. A variant
+added to variants.yaml, or a family added under runtime/families/, is tested here with no edit.
+Every output buffer carries guard bands. A failure prints a one-line repro command and an
 `@example(...)` line.
 """
 
@@ -15,131 +16,62 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtime.device import default_device
-from runtime.manifest import load_manifest
-from runtime.select import device_unfit
-from runtime.verify import LEVELS_BY_ROLE, VerificationError, check, repro_command
-from tests import strategies
+from runtime.core.device import default_device
+from runtime.core.manifest import VariantEntry, load_manifest
+from runtime.core.registry import Level, VerificationError, families, family_of_role
+from runtime.core.select import device_unfit
+from runtime.tools.check import repro_command
 from tests.conftest import EXAMPLES, FIRST_FAILURE
 
 MANIFEST = load_manifest()
 
 
-def accepted_layouts(entry: dict[str, Any]) -> list[str]:
-    layout = entry["axes"].get("input_layout")
-    return sorted(MANIFEST.layouts) if layout in (None, "generic") else [layout]
-
-
-def _params(level: str) -> list[Any]:
+def _params() -> list[Any]:
     out = []
-    for name, entry in MANIFEST.variants.items():
-        if level in LEVELS_BY_ROLE.get(entry["role"], ()):
-            out.append(pytest.param(name, id=name))
+    for entry in MANIFEST.variants.values():
+        family = family_of_role(entry.role)
+        for level in family.levels_for(entry.role) if family else ():
+            out.append(pytest.param(level, entry, id=f"{level.name}-{entry.name}"))
     return out
 
 
-def _require_device_support(variant: str) -> None:
+def require_device_support(entry: VariantEntry) -> None:
     device = default_device()
-    missing = device.supports(MANIFEST.variants[variant]["features"])
+    missing = device.supports(entry.features)
     if missing:
-        pytest.skip(f"{variant}: device {device.info.name!r} lacks {', '.join(missing)}")
-    unfit = device_unfit(MANIFEST.variants[variant], device)
+        pytest.skip(f"{entry.name}: device {device.info.name!r} lacks {', '.join(missing)}")
+    unfit = device_unfit(entry, device)
     if unfit:
-        pytest.skip(f"{variant}: cannot run on {device.info.name!r}: {unfit}")
+        pytest.skip(f"{entry.name}: cannot run on {device.info.name!r}: {unfit}")
 
 
-def run_check(level: str, variant: str, case: dict[str, Any]) -> None:
-    key = (level, variant)
+def run_check(level: Level, variant: str, case: dict[str, Any]) -> None:
+    key = (level.name, variant)
     EXAMPLES[key] += 1
     try:
-        check(level, variant, case)
+        level.check(variant, case, None)
     except VerificationError as exc:
         FIRST_FAILURE.setdefault(key, EXAMPLES[key])
         raise VerificationError(
-            f"{exc}\n  rerun: {repro_command(level, variant, case)}\n"
+            f"{exc}\n  rerun: {repro_command(level.name, variant, case)}\n"
             f"  example: @example(case={json.dumps(case, sort_keys=True)})"
         ) from None
 
 
-@pytest.mark.parametrize("variant", _params("im2col"))
+@pytest.mark.parametrize(("level", "entry"), _params())
 @given(data=st.data())
-def test_im2col_exact(variant: str, data: st.DataObject) -> None:
-    _require_device_support(variant)
-    case = data.draw(strategies.conv_cases(accepted_layouts(MANIFEST.variants[variant])), label="case")
-    run_check("im2col", variant, case)
-
-
-@pytest.mark.parametrize("variant", _params("gemm"))
-@given(case=strategies.conv_cases())
-def test_gemm_exact_accumulators_and_requant(variant: str, case: dict[str, Any]) -> None:
-    _require_device_support(variant)
-    run_check("gemm", variant, case)
-
-
-@pytest.mark.parametrize("variant", _params("conv"))
-@given(data=st.data())
-def test_conv_within_one(variant: str, data: st.DataObject) -> None:
-    _require_device_support(variant)
-    entry = MANIFEST.variants[variant]
-    layouts = accepted_layouts(entry) if entry["role"] == "im2col" else sorted(MANIFEST.layouts)
-    case = data.draw(strategies.conv_cases(layouts), label="case")
-    run_check("conv", variant, case)
-
-
-# bench roofline probes (runtime/verify_bench.py): fewer workgroups than elements exercises the
-# copy's stride loop; "extremes" seeds drive the dot chains into saturation / wrap-around.
-bench_copy_cases = st.fixed_dictionaries(
-    {"n": st.integers(1, 3000), "groups": st.integers(1, 64), "tail": st.integers(0, 8), "seed": strategies.seeds}
-)
-bench_dot_peak_cases = st.fixed_dictionaries(
-    {"groups": st.integers(1, 4), "iters": st.integers(0, 40), "values": st.sampled_from(["random", "extremes"]),
-     "seed": strategies.seeds}
-)
-
-
-@pytest.mark.parametrize("variant", _params("bench_copy"))
-@given(case=bench_copy_cases)
-def test_bench_copy_exact(variant: str, case: dict[str, Any]) -> None:
-    _require_device_support(variant)
-    run_check("bench_copy", variant, case)
-
-
-@pytest.mark.parametrize("variant", _params("bench_dot_peak"))
-@given(case=bench_dot_peak_cases)
-def test_bench_dot_peak_matches_numpy(variant: str, case: dict[str, Any]) -> None:
-    _require_device_support(variant)
-    run_check("bench_dot_peak", variant, case)
+def test_variant_matches_oracle(level: Level, entry: VariantEntry, data: st.DataObject) -> None:
+    require_device_support(entry)
+    case = data.draw(level.cases(entry, MANIFEST), label="case")
+    run_check(level, entry.name, case)
 
 
 def test_every_variant_is_covered() -> None:
-    uncovered = [n for n, e in MANIFEST.variants.items() if e["role"] not in LEVELS_BY_ROLE]
-    assert not uncovered, f"variants with no property test (role has no levels): {uncovered}"
+    """Every role in the manifest is claimed by a registered family that checks it at some level."""
     assert MANIFEST.variants, "the manifest holds no variants"
-
-
-# float family (runtime/verify_float.py): im2col bit-exact, GEMM exact on integers and within the
-# K * eps tolerance otherwise, whole op within tolerance; float16 variants skip (by name) on a
-# device without shaderFloat16 / 16-bit storage.
-@pytest.mark.parametrize("variant", _params("float_im2col"))
-@given(data=st.data())
-def test_float_im2col_exact(variant: str, data: st.DataObject) -> None:
-    _require_device_support(variant)
-    case = data.draw(strategies.float_cases(accepted_layouts(MANIFEST.variants[variant])), label="case")
-    run_check("float_im2col", variant, case)
-
-
-@pytest.mark.parametrize("variant", _params("float_gemm"))
-@given(case=strategies.float_cases())
-def test_float_gemm_exact_and_within_tolerance(variant: str, case: dict[str, Any]) -> None:
-    _require_device_support(variant)
-    run_check("float_gemm", variant, case)
-
-
-@pytest.mark.parametrize("variant", _params("float_conv"))
-@given(data=st.data())
-def test_float_conv_within_tolerance(variant: str, data: st.DataObject) -> None:
-    _require_device_support(variant)
-    entry = MANIFEST.variants[variant]
-    layouts = accepted_layouts(entry) if entry["role"] == "float_im2col" else sorted(MANIFEST.layouts)
-    case = data.draw(strategies.float_cases(layouts), label="case")
-    run_check("float_conv", variant, case)
+    unclaimed = sorted({e.role for e in MANIFEST.variants.values() if family_of_role(e.role) is None})
+    claimed = {name: fam.roles for name, fam in families().items()}
+    assert not unclaimed, f"roles no registered family claims: {unclaimed} (families: {claimed})"
+    unchecked = sorted({e.name for e in MANIFEST.variants.values()
+                        if not family_of_role(e.role).levels_for(e.role)})  # type: ignore[union-attr]
+    assert not unchecked, f"variants no level checks: {unchecked}"
