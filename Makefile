@@ -5,7 +5,7 @@ JOBS    ?=
 FUZZ_EXAMPLES ?= 400
 SOAK_CALLS    ?= 2000
 
-.PHONY: shaders test lint fuzz bench bench-quick soak clean bootstrap
+.PHONY: shaders test lint fuzz bench bench-quick tune soak clean bootstrap
 
 bootstrap $(STAMP): requirements.txt pyproject.toml scripts/bootstrap.sh
 	@bash scripts/bootstrap.sh
@@ -28,6 +28,10 @@ bench: shaders
 
 bench-quick: shaders
 	$(PY) -m bench --quick
+
+# per-device tuning cache under build/tuning/ (see bench/tune.py); TUNE_ARGS=--quick on lavapipe
+tune: shaders
+	$(PY) -m bench tune $(TUNE_ARGS)
 
 soak: shaders
 	$(PY) -m runtime.tools.soak --calls $(SOAK_CALLS)

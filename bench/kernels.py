@@ -1,26 +1,35 @@
-"""Benchmarks of our int8 variants per shape: GEMM alone, im2col alone, and the whole conv."""
+"""Benchmarks of our int8 variants per shape: GEMM alone, im2col alone, and the whole conv.
+
+Every timed row carries both timings of bench/measure.py (kernel, stream), its unit's roofline
+percentages (bench/roofline.py) and, for GEMM and conv, the peer's like-for-like ratios.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from bench.measure import DeviceInputs, Stats, time_total
-from bench.peer import Peer, PeerResult
-from bench.roofline import Roofline
-from bench.suite import ConvShape, GemmShape
-from runtime.core.buffers import Buffer
-from runtime.core.device import Device
+from bench.clocks import Spinner
+from bench.measure import DeviceInputs, Matched, Stats, adaptive_reps, time_matched
+from bench.peer import Peer, PeerSet, PeerTiming
+from bench.roofline import Roofline, unit_of
+from bench.suite import ConvShape, GemmShape, Pacing
+from runtime.core import tuning
+from runtime.core.device import Device, Step
 from runtime.core.errors import ShaderkitError
 from runtime.core.layouts import Layout
 from runtime.core.manifest import Manifest, VariantEntry
+from runtime.core.select import device_unfit
 from runtime.families.q8ta_conv2d import oracle as reference
 from runtime.families.q8ta_conv2d.op import (
+    TUNING_KEYS,
     GemmGeometry,
     Requant,
     check_requant,
@@ -29,6 +38,7 @@ from runtime.families.q8ta_conv2d.op import (
     gemm_step,
     im2col_step,
     run_conv2d_q8,
+    shape_class,
 )
 from runtime.oplib.gemm_formats import (
     matrix_to_nchw,
@@ -48,6 +58,7 @@ SCREEN_REPS = 3
 # accumulator of such products spreads over sqrt(K) * _INT8_VAR (used to pick out_scale)
 _INT8_VAR = (256**2 - 1) / 12
 SENTINEL = 0x7B  # output bytes before a checked run: a variant that writes nothing cannot pass
+CONV_LAYOUT = "4w4c"  # the layout conv2d_q8 packs x in by default, and the one the bench uses
 
 Log = Callable[[str], None]
 
@@ -67,33 +78,41 @@ class Row:
     shape: str
     desc: str
     variant: str
-    stats: Stats | None = None
-    status: str = "ok"  # "ok", "n/a: ...", "error: ..."
+    unit: str = ""  # the roofline unit it is compared with (bench/roofline.py)
+    stats: Stats | None = None  # kernel time of one call (our timestamps around each dispatch, summed)
+    stream: Stats | None = None  # per-call time in a stream of `calls` back-to-back calls, one submit
+    calls: int = 0
+    status: str = "ok"  # "ok", "n/a: ...", "error: ...", "skipped: ..."
     check: str = "not run"
     ops: float | None = None  # int8 ops (2 per multiply-add) of one run
     nbytes: float | None = None  # compulsory bytes (GEMM/conv: inputs + output; im2col: read + written)
     tops: float | None = None
     gbps: float | None = None
-    pct_peak: float | None = None  # of the dot-product peak (GEMM, conv) or copy bandwidth (im2col)
-    pct_roof: float | None = None  # of min(peak, intensity * bandwidth)
-    peer: PeerResult | None = None
-    peer_ratio: float | None = None  # peer time / our time: > 1 means we are faster
-    pick: str = ""  # conv: "auto", "best-gemm" or "auto = best-gemm"
+    pct_peak: float | None = None  # of the unit's peak (copy bandwidth for im2col)
+    pct_roof: float | None = None  # of min(unit peak, intensity * bandwidth)
+    peer: PeerTiming | None = None  # what the ratios compare with: the fastest peer candidate
+    ratio_kernel: float | None = None  # peer kernel time / our kernel time: > 1 means we are faster
+    ratio_stream: float | None = None  # peer stream time / our stream time
+    pick: str = ""  # conv: "tuned", "heuristic", "best-gemm", or several joined by " = "
     steps: list[Stats] = field(default_factory=list)  # conv: im2col and GEMM on their own
-    other_peers: list[PeerResult] = field(default_factory=list)  # conv: the int8 peer, where there is one
+    peer_refs: list[PeerTiming] = field(default_factory=list)  # conv: the int8 peer, where there is one
+    tuning: dict[str, Any] = field(default_factory=dict)  # conv: shape classes and the cache's entries
 
     def to_json(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k not in ("stats", "peer", "steps", "other_peers")}
+        skip = ("stats", "stream", "peer", "steps", "peer_refs")
+        out = {k: v for k, v in self.__dict__.items() if k not in skip}
         out["stats"] = self.stats.to_json() if self.stats else None
-        out["peer"] = self.peer.to_json() if self.peer else None
+        out["stream"] = self.stream.to_json() if self.stream else None
+        # the peer's samples are in the run's "peers" (once per shape); a row keeps its medians
+        out["peer"] = self.peer.to_json(full=False) if self.peer else None
         out["steps"] = [s.to_json() for s in self.steps]
-        out["other_peers"] = [p.to_json() for p in self.other_peers]
+        out["peer_refs"] = [p.to_json(full=False) for p in self.peer_refs]
         return out
 
 
 @dataclass
 class Bench:
-    """What every shape benchmark needs."""
+    """What every shape benchmark needs, and what the run collects besides rows."""
 
     dev: Device
     manifest: Manifest
@@ -103,16 +122,33 @@ class Bench:
     warmup: int
     log: Log
     keep_variant: Callable[[str], bool] = lambda name: True
+    pacing: Pacing = field(default_factory=Pacing)
+    spinner: Spinner | None = None
+    peer_sets: dict[str, tuple[str, str, PeerSet]] = field(default_factory=dict)  # shape -> (kind, desc, set)
+    _last_busy: float = 0.0
 
     def variants(self, role: str) -> list[VariantEntry]:
         return [self.manifest.variants[n] for n in self.manifest.names(role=role) if self.keep_variant(n)]
 
     def missing(self, entry: VariantEntry) -> str | None:
         lacks = self.dev.supports(entry.features)
-        return f"n/a: device lacks {', '.join(lacks)}" if lacks else None
+        if lacks:
+            return f"n/a: device lacks {', '.join(lacks)}"
+        unfit = device_unfit(entry, self.dev)
+        return f"n/a: device unfit: {unfit}" if unfit else None
 
-    def rate(self, row: Row, peer: PeerResult | None = None) -> Row:
-        """Fill throughput, roofline percentages and the peer ratio from the row's stats."""
+    def time(self, steps: Sequence[Step], reps: int | None = None, warmup: int | None = None) -> Matched:
+        """Both timings of one call of `steps` (bench/measure.py), after spinning an idle GPU back up."""
+        if self.spinner is not None and time.perf_counter() - self._last_busy > self.pacing.idle_s:
+            self.spinner.spin(self.pacing.spin_s)
+        if reps is None:
+            reps = adaptive_reps(self.dev, steps, self.reps, self.pacing.variant_budget_s)
+        matched = time_matched(self.dev, steps, reps, self.warmup if warmup is None else warmup)
+        self._last_busy = time.perf_counter()
+        return matched
+
+    def rate(self, row: Row) -> Row:
+        """Throughput, the unit's roofline percentages and the peer ratios from the row's timings."""
         if row.stats is None:
             return row
         t = row.stats.median
@@ -122,15 +158,14 @@ class Bench:
                 row.pct_peak = row.pct_roof = 100 * row.gbps / self.roof.copy_gbps
         else:
             row.tops = (row.ops or 0) / t / 1e12
-            if self.roof.dot_tops:
-                row.pct_peak = 100 * row.tops / self.roof.dot_tops
-            ceiling = self.roof.attainable_tops(row.ops or 0, row.nbytes or 0)
-            if ceiling:
-                row.pct_roof = 100 * row.tops / ceiling
-        if peer is not None:
-            row.peer = peer
-            if peer.stats is not None:
-                row.peer_ratio = peer.stats.median / t
+            peak = self.roof.peak(row.unit)
+            row.pct_peak = 100 * row.tops / peak if peak else None
+            ceiling = self.roof.attainable_tops(row.ops or 0, row.nbytes or 0, row.unit)
+            row.pct_roof = 100 * row.tops / ceiling if ceiling else None
+        if row.peer is not None:
+            kernel, stream = row.peer.seconds("kernel"), row.peer.seconds("stream")
+            row.ratio_kernel = kernel / t if kernel is not None else None
+            row.ratio_stream = stream / row.stream.median if stream is not None and row.stream else None
         return row
 
 
@@ -154,6 +189,10 @@ def _random_words(rng: np.random.Generator, count: int) -> np.ndarray:
     return np.frombuffer(rng.bytes(4 * count), dtype=np.int32).copy()
 
 
+def _fill(row: Row, matched: Matched) -> None:
+    row.stats, row.stream, row.calls, row.steps = matched.kernel, matched.stream, matched.calls, matched.steps
+
+
 # -- GEMM alone ---------------------------------------------------------------------------------------------
 
 
@@ -172,13 +211,15 @@ def bench_gemm(b: Bench, shape: GemmShape) -> list[Row]:
     nbytes = a_words.nbytes + w_words.nbytes + geom.out_bytes
     check = shape.macs <= GEMM_CHECK_MACS
     want: np.ndarray | None = None
-    peer = b.peer.gemm(shape, b.reps, b.warmup)
+    peers = b.peer.gemm(shape, b.reps, b.warmup)  # first: it gives its memory back before ours is taken
+    b.peer_sets[shape.name] = ("gemm", shape.describe(), peers)
     rows = []
     with DeviceInputs(b.dev) as inputs:
         a_buf = inputs.upload(a_words)
         out = inputs.alloc(geom.out_bytes)
         for entry in b.variants("gemm"):
-            row = Row("gemm", shape.name, shape.describe(), entry.name, ops=ops, nbytes=nbytes)
+            row = Row("gemm", shape.name, shape.describe(), entry.name, unit_of(entry), ops=ops, nbytes=nbytes,
+                      peer=peers.best)
             rows.append(row)
             if (reason := b.missing(entry)) is not None:
                 row.status = reason
@@ -187,7 +228,7 @@ def bench_gemm(b: Bench, shape: GemmShape) -> list[Row]:
                 if check:
                     out.fill(SENTINEL)
                 step = inputs.persist(gemm_step(b.dev, b.manifest, entry, geom, a_buf, w_words, wsum, rq, out))
-                row.stats, _ = time_total(b.dev, [step], b.reps, b.warmup)
+                _fill(row, b.time([step]))
             except Exception as exc:
                 row.status = error_status(exc)
                 continue
@@ -198,7 +239,7 @@ def bench_gemm(b: Bench, shape: GemmShape) -> list[Row]:
                 row.check = _mismatch(got, want, 1)
             else:
                 row.check = f"skipped: {shape.macs:.2g} MACs is too many for a NumPy check"
-            b.rate(row, peer)
+            b.rate(row)
     return rows
 
 
@@ -216,7 +257,7 @@ def _gemm_reference(a_words: np.ndarray, w_words: np.ndarray, wsum: np.ndarray, 
 def _layout(manifest: Manifest, entry: VariantEntry) -> Layout:
     """The layout a variant reads: its own, or 4W4C (what conv2d_q8 defaults to) for generic ones."""
     name = entry.axes.get("input_layout", "generic")
-    name = "4w4c" if name == "generic" else name
+    name = CONV_LAYOUT if name == "generic" else name
     return Layout.from_dict(name, manifest.layouts[name])
 
 
@@ -235,7 +276,7 @@ def bench_im2col(b: Bench, shape: ConvShape) -> list[Row]:
     with DeviceInputs(b.dev) as inputs:
         a_buf = inputs.alloc(gg.a_bytes)
         for entry in b.variants("im2col"):
-            row = Row("im2col", shape.name, shape.describe(), entry.name)
+            row = Row("im2col", shape.name, shape.describe(), entry.name, "copy")
             rows.append(row)
             if (reason := b.missing(entry)) is not None:
                 row.status = reason
@@ -250,7 +291,7 @@ def bench_im2col(b: Bench, shape: ConvShape) -> list[Row]:
                 if check:
                     a_buf.fill(SENTINEL)
                 step = inputs.persist(im2col_step(b.dev, entry, layout, geom, x_words, x_zp, a_buf))
-                row.stats, _ = time_total(b.dev, [step], b.reps, b.warmup)
+                _fill(row, b.time([step]))
             except Exception as exc:
                 row.status = error_status(exc)
                 continue
@@ -269,7 +310,7 @@ def bench_im2col(b: Bench, shape: ConvShape) -> list[Row]:
 
 
 @dataclass
-class _ConvCase:
+class ConvCase:
     x: np.ndarray
     weight: np.ndarray
     w_scales: np.ndarray
@@ -277,7 +318,8 @@ class _ConvCase:
     kwargs: dict[str, Any]
 
 
-def _conv_case(shape: ConvShape) -> _ConvCase:
+def conv_case(shape: ConvShape) -> ConvCase:
+    """Random int8 input and weights of one conv shape, with scales that keep outputs off saturation."""
     rng = _rng(shape.name)
     x = rng.integers(-128, 128, size=(shape.N, shape.C_in, shape.H, shape.W), dtype=np.int8)
     weight = rng.integers(-128, 128, size=(shape.C_out, shape.C_in // shape.groups, shape.K, shape.K), dtype=np.int8)
@@ -288,86 +330,140 @@ def _conv_case(shape: ConvShape) -> _ConvCase:
     out_scale = 3 * math.sqrt(k) * _INT8_VAR * x_scale * float(np.mean(w_scales)) / 127
     kwargs = {"x_scale": x_scale, "x_zp": 5, "out_scale": out_scale, "out_zp": -3, "stride": shape.stride,
               "padding": shape.padding, "dilation": 1, "groups": shape.groups, "activation": "none"}
-    return _ConvCase(x, weight, w_scales, bias, kwargs)
+    return ConvCase(x, weight, w_scales, bias, kwargs)
+
+
+class ConvRig:
+    """One conv shape on the device, ready to time any (im2col, GEMM) variant pair: inputs uploaded once
+    (into `inputs`), the NumPy result computed once for small shapes, every output checked against it.
+    Used by the conv benchmark and by `python -m bench tune`."""
+
+    def __init__(self, dev: Device, manifest: Manifest, shape: ConvShape, inputs: DeviceInputs) -> None:
+        self.dev, self.manifest, self.shape, self.inputs = dev, manifest, shape, inputs
+        self.case = case = conv_case(shape)
+        kw = case.kwargs
+        self.geom = conv_geometry(case.x.shape, case.weight, stride=shape.stride, padding=shape.padding,
+                                  dilation=1, groups=shape.groups)
+        self.gg = gemm_geometry(self.geom)
+        self.rq = check_requant(case.w_scales, case.bias, self.geom.C_out, x_scale=kw["x_scale"], x_zp=kw["x_zp"],
+                                out_scale=kw["out_scale"], out_zp=kw["out_zp"], activation="none")
+        self.layout = Layout.from_dict(CONV_LAYOUT, manifest.layouts[CONV_LAYOUT])
+        self.x_words = self.layout.pack(case.x)
+        self.w_words, self.wsum = pack_weights_q8(case.weight, self.geom.groups)
+        self.ops = 2 * shape.macs
+        self.nbytes = case.x.nbytes + case.weight.nbytes + shape.N * shape.C_out * shape.H_out * shape.W_out
+        self.want: np.ndarray | None = None
+        if shape.macs <= CONV_CHECK_MACS:
+            self.want, _ = reference.conv2d_q8_reference(case.x, case.weight, case.w_scales, case.bias, **kw)
+        self.a_buf = inputs.alloc(self.gg.a_bytes)
+        self.out = inputs.alloc(self.gg.out_bytes)
+
+    def classes(self) -> dict[str, str]:
+        """The tuning-cache shape class of each pass (runtime.families.q8ta_conv2d.op.shape_class)."""
+        g = self.geom
+        return {"im2col": shape_class("im2col", K4=g.K4, layout=CONV_LAYOUT),
+                "gemm": shape_class("gemm", K4=g.K4, M=g.M, OCg=g.OCg, scale_dtype="float32")}
+
+    def im2col(self, entry: VariantEntry) -> Step:
+        return self.inputs.persist(im2col_step(self.dev, entry, self.layout, self.geom, self.x_words, self.rq.x_zp,
+                                               self.a_buf))
+
+    def gemm(self, entry: VariantEntry) -> Step:
+        return self.inputs.persist(gemm_step(self.dev, self.manifest, entry, self.gg, self.a_buf, self.w_words,
+                                             self.wsum, self.rq, self.out))
+
+    def poison(self) -> None:
+        self.out.fill(SENTINEL)
+
+    def check(self) -> str:
+        """The output buffer against NumPy (within +-1 after requantization)."""
+        if self.want is None:
+            return f"skipped: {self.shape.macs:.2g} MACs is too many for a NumPy check"
+        g = self.geom
+        mat = unpack_output_4c(self.out.read(np.int32), g.groups, g.M, g.OCg)
+        return _mismatch(matrix_to_nchw(mat, g.N, g.H_out, g.W_out), self.want, 1)
+
+
+def picks(dev: Device, shape: ConvShape, which: Sequence[str] = ("tuned", "heuristic")) -> dict[str, tuple[str, str]]:
+    """(im2col, GEMM) variant pairs conv2d_q8 runs for this shape: "tuned" with the tuning cache,
+    "heuristic" without it (each runs the public entry point once)."""
+    case = conv_case(shape)
+    out = {}
+    for name in which:
+        with tuning.disabled() if name == "heuristic" else contextlib.nullcontext():
+            run = run_conv2d_q8(case.x, case.weight, case.w_scales, case.bias, device=dev, **case.kwargs)
+        out[name] = (run.im2col_variant, run.gemm_variant)
+    return out
 
 
 def bench_conv(b: Bench, shape: ConvShape) -> list[Row]:
-    """The pair conv2d_q8 picks, and the same im2col with the fastest GEMM variant for this shape."""
-    case = _conv_case(shape)
-    kw = case.kwargs
+    """The pairs conv2d_q8 picks with and without the tuning cache, and its heuristic im2col with the GEMM
+    variant that was fastest on this shape in a short screen of every one."""
     desc = shape.describe()
-    ops, nbytes = 2 * shape.macs, case.x.nbytes + case.weight.nbytes + shape.N * shape.C_out * shape.H_out * shape.W_out
     try:
-        # the public entry point says which pair it picks (and runs it once)
-        auto = run_conv2d_q8(case.x, case.weight, case.w_scales, case.bias, device=b.dev, **kw)
+        chosen = picks(b.dev, shape)
     except Exception as exc:
-        return [Row("conv", shape.name, desc, "auto", status=error_status(exc), pick="auto")]
-    geom = auto.geometry
-    gg = gemm_geometry(geom)
-    rq = check_requant(case.w_scales, case.bias, geom.C_out, x_scale=kw["x_scale"], x_zp=kw["x_zp"],
-                       out_scale=kw["out_scale"], out_zp=kw["out_zp"], activation="none")
-    im2col_entry = b.manifest.variant(auto.im2col_variant)
-    layout = Layout.from_dict("4w4c", b.manifest.layouts["4w4c"])  # what run_conv2d_q8 was called with
-    x_words = layout.pack(case.x)
-    w_words, wsum = pack_weights_q8(case.weight, geom.groups)
-    check = shape.macs <= CONV_CHECK_MACS
-    want = None
-    if check:
-        want, _ = reference.conv2d_q8_reference(case.x, case.weight, case.w_scales, case.bias, **kw)
-
-    def output_check(out: Buffer) -> str:
-        if want is None:
-            return f"skipped: {shape.macs:.2g} MACs is too many for a NumPy check"
-        mat = unpack_output_4c(out.read(np.int32), geom.groups, geom.M, geom.OCg)
-        return _mismatch(matrix_to_nchw(mat, geom.N, geom.H_out, geom.W_out), want, 1)
-
+        return [Row("conv", shape.name, desc, "tuned", status=error_status(exc), pick="tuned")]
     rows: list[Row] = []
     with DeviceInputs(b.dev) as inputs:
-        a_buf = inputs.alloc(gg.a_bytes)
-        out = inputs.alloc(gg.out_bytes)
-        im2col = inputs.persist(im2col_step(b.dev, im2col_entry, layout, geom, x_words, rq.x_zp, a_buf))
+        rig = ConvRig(b.dev, b.manifest, shape, inputs)
+        classes = rig.classes()
+        entries = {role: tuning.lookup(b.dev, b.manifest, TUNING_KEYS[role], cls) for role, cls in classes.items()}
+        im2col = rig.im2col(b.manifest.variant(chosen["heuristic"][0]))
         b.dev.run([im2col])  # the GEMM screen below reads this matrix
-
-        def gemm(entry: VariantEntry) -> Any:
-            return inputs.persist(gemm_step(b.dev, b.manifest, entry, gg, a_buf, w_words, wsum, rq, out))
 
         # screen every GEMM variant on this conv's GEMM with a few runs; the fastest one that passes wins
         best: tuple[float, str] | None = None
         for entry in b.variants("gemm"):
-            row = Row("conv-gemm-screen", shape.name, desc, entry.name, ops=ops, nbytes=nbytes)
+            row = Row("conv-gemm-screen", shape.name, desc, entry.name, unit_of(entry), ops=rig.ops,
+                      nbytes=rig.nbytes)
             rows.append(row)
             if (reason := b.missing(entry)) is not None:
                 row.status = reason
                 continue
             try:
-                out.fill(SENTINEL)
-                row.stats, _ = time_total(b.dev, [gemm(entry)], min(b.reps, SCREEN_REPS), min(b.warmup, 1))
+                rig.poison()
+                _fill(row, b.time([rig.gemm(entry)], reps=min(b.reps, SCREEN_REPS), warmup=min(b.warmup, 1)))
             except Exception as exc:
                 row.status = error_status(exc)
                 continue
-            row.check = output_check(out)
+            row.check = rig.check()
             b.rate(row)
-            if not row.check.startswith("FAILED") and (best is None or row.stats.median < best[0]):
+            if row.stats and not row.check.startswith("FAILED") and (best is None or row.stats.median < best[0]):
                 best = (row.stats.median, entry.name)
 
         peers = b.peer.conv(shape, b.reps, b.warmup)
-        pairs = [("auto", auto.gemm_variant)]
-        if best is not None and best[1] != auto.gemm_variant:
-            pairs.append(("best-gemm", best[1]))
-        elif best is not None:
-            pairs = [("auto = best-gemm", auto.gemm_variant)]
-        for pick, gemm_name in pairs:
-            row = Row("conv", shape.name, desc, f"{auto.im2col_variant} + {gemm_name}", ops=ops, nbytes=nbytes,
-                      pick=pick)
+        b.peer_sets[shape.name] = ("conv", desc, peers)
+        pairs: dict[tuple[str, str], list[str]] = {}
+        for label, pair in chosen.items():
+            pairs.setdefault(pair, []).append(label)
+        if best is not None:
+            pairs.setdefault((chosen["heuristic"][0], best[1]), []).append("best-gemm")
+        for (im2col_name, gemm_name), labels in pairs.items():
+            gemm_entry = b.manifest.variant(gemm_name)
+            row = Row("conv", shape.name, desc, f"{im2col_name} + {gemm_name}", unit_of(gemm_entry), ops=rig.ops,
+                      nbytes=rig.nbytes, pick=" = ".join(labels), peer=peers.best, peer_refs=peers.references,
+                      tuning={"classes": classes, "entries": entries})
             rows.append(row)
             try:
-                out.fill(SENTINEL)
-                row.stats, row.steps = time_total(b.dev, [im2col, gemm(b.manifest.variant(gemm_name))], b.reps,
-                                                  b.warmup)
+                rig.poison()
+                _fill(row, b.time([rig.im2col(b.manifest.variant(im2col_name)), rig.gemm(gemm_entry)]))
             except Exception as exc:
                 row.status = error_status(exc)
                 continue
-            row.check = output_check(out)
-            b.rate(row, peers[0])
-            row.other_peers = peers[1:]
+            row.check = rig.check()
+            b.rate(row)
     return rows
+
+
+def rates(rows: Sequence[Row]) -> list[tuple[str, str, float]]:
+    """(unit, variant, rate) of every timed row whose check did not fail, for roofline.raise_to_kernels."""
+    out = []
+    for r in rows:
+        if r.stats is None or r.check.startswith("FAILED"):
+            continue
+        value = r.gbps if r.kind == "im2col" else r.tops
+        if value is not None and r.unit:
+            out.append((r.unit, r.variant, value))
+    return out
+

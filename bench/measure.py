@@ -1,16 +1,29 @@
-"""GPU timing of dispatch sequences (Vulkan timestamps), summary statistics, device-resident inputs."""
+"""GPU timing of dispatch sequences (Vulkan timestamps), summary statistics, device-resident inputs.
+
+Two timings of a call (one or more dispatches), the same two the peer gets (bench/peer.py):
+  kernel  the GPU time of its dispatches alone: a timestamp before and after each dispatch, summed
+          over the call's dispatches (the peer: CUDA kernel times from the profiler, or a CUDA graph);
+  stream  the per-call time in a stream of N back-to-back calls: N calls recorded into one command
+          buffer and submitted once, from the first dispatch's start to the last one's end, over N
+          (the peer: N calls between two CUDA events). It includes the barrier between dispatches
+          and the timestamp writes themselves, so it can only overstate our time.
+"""
 
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from runtime.core.buffers import Buffer
 from runtime.core.device import Device, Step
+from runtime.core.dispatch import Runner
+from runtime.core.errors import ShaderkitError
+from runtime.core.vkapi import check, vk
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,75 @@ def time_steps(dev: Device, steps: Sequence[Step], reps: int, warmup: int) -> li
     seconds = dev.run(list(steps) * max(1, reps), timestamps=True)
     assert seconds is not None  # timestamps=True always returns them
     return [seconds[i * n : (i + 1) * n] for i in range(max(1, reps))]
+
+
+class _SpanRunner(Runner):
+    """A Runner whose timestamps come back as offsets from the first dispatch's start (start, end of each
+    dispatch in turn), so a sequence's span is measured besides each dispatch. It reads what
+    Runner._record writes; the core's Device.run returns durations only."""
+
+    def _read_timestamps(self, query_pool: Any, count: int) -> list[float]:
+        v = vk()
+        ctx = self._ctx
+        raw = v.ffi.new("uint64_t[]", 2 * count)
+        flags = v.VK_QUERY_RESULT_64_BIT | v.VK_QUERY_RESULT_WAIT_BIT
+        check("vkGetQueryPoolResults", v.vkGetQueryPoolResults, ctx.device, query_pool, 0, 2 * count,
+              v.ffi.sizeof(raw), raw, 8, flags)
+        mask = (1 << ctx.timestamp_bits) - 1 if ctx.timestamp_bits < 64 else (1 << 64) - 1
+        period_s = ctx.limits["timestampPeriod"] * 1e-9
+        return [((raw[i] - raw[0]) & mask) * period_s for i in range(2 * count)]
+
+
+_span_runners: weakref.WeakKeyDictionary[Device, _SpanRunner] = weakref.WeakKeyDictionary()
+
+
+def run_offsets(dev: Device, steps: Sequence[Step]) -> list[tuple[float, float]]:
+    """Run `steps` in one command buffer (as Device.run does); (start, end) of each dispatch in seconds
+    from the first one's start."""
+    if dev.closed:
+        raise ShaderkitError(f"device {dev.info.name!r} is closed")
+    runner = _span_runners.get(dev)
+    if runner is None:
+        runner = _span_runners[dev] = _SpanRunner(dev._ctx)
+    offsets = runner.run(steps, True)
+    assert offsets is not None  # timestamps=True always returns them
+    return [(offsets[2 * i], offsets[2 * i + 1]) for i in range(len(steps))]
+
+
+@dataclass(frozen=True)
+class Matched:
+    """Our two timings of one call (see the module's docstring), per call, and each dispatch alone."""
+
+    kernel: Stats
+    stream: Stats
+    steps: list[Stats] = field(default_factory=list)
+    calls: int = 0  # N: calls per stream
+
+
+def time_matched(dev: Device, steps: Sequence[Step], reps: int, warmup: int, blocks: int = 1) -> Matched:
+    """`warmup` untimed calls, then `blocks` streams of `reps` back-to-back calls of `steps`, each one
+    submit. Kernel samples: one per call; stream samples: one per block."""
+    if warmup > 0:
+        dev.run(list(steps) * warmup)
+    n, reps = len(steps), max(1, reps)
+    per_call: list[list[float]] = []
+    stream: list[float] = []
+    for _ in range(max(1, blocks)):
+        offsets = run_offsets(dev, list(steps) * reps)
+        per_call += [[end - start for start, end in offsets[i * n : (i + 1) * n]] for i in range(reps)]
+        stream.append((offsets[-1][1] - offsets[0][0]) / reps)
+    return Matched(summarize([sum(c) for c in per_call]), summarize(stream),
+                   [summarize([c[i] for c in per_call]) for i in range(n)], reps)
+
+
+def adaptive_reps(dev: Device, steps: Sequence[Step], reps: int, budget_s: float, least: int = 3) -> int:
+    """`reps`, or fewer (never under `least`) where `reps` calls would take over `budget_s` of GPU time:
+    slow variants need no 20 samples to be told apart from fast ones."""
+    if budget_s <= 0:
+        return reps
+    seconds = dev.run(list(steps), timestamps=True) or [0.0]
+    one = max(sum(seconds), 1e-9)
+    return max(min(reps, least), min(reps, int(budget_s / one)))
 
 
 def time_total(dev: Device, steps: Sequence[Step], reps: int, warmup: int) -> tuple[Stats, list[Stats]]:

@@ -60,13 +60,25 @@ class GemmShape:
 
 @dataclass(frozen=True)
 class RooflineSizes:
-    """How hard the roofline probes push: copy buffer bytes, dot-peak threads, target run time."""
+    """How hard the roofline probes push: copy buffer bytes, dot-peak threads, coopmat-peak subgroups,
+    target run time of one probe dispatch."""
 
     copy_bytes: int
     dot_threads: int
     dot_target_s: float
     dot_start_iters: int = 64
     spin_s: float = 0.5  # busy time before each probe is timed, so a GPU has left its idle clock
+    coop_subgroups: int = 16384  # several waves of subgroups on a 132-SM GPU
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How a suite spends time: GPU time per timed variant, keep-warm spins, the start-up warm-up."""
+
+    variant_budget_s: float = 0.0  # GPU seconds of timed calls per variant and shape (0: always `reps`)
+    idle_s: float = 0.0  # after this long without timed work the GPU is spun again before the next timing
+    spin_s: float = 0.0  # ... for this long
+    warm_s: float = 0.0  # spin before anything is timed (the run's warm-up; --warm-s overrides)
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,7 @@ class Suite:
     im2col: list[ConvShape] = field(default_factory=list)
     gemm: list[GemmShape] = field(default_factory=list)
     roofline: RooflineSizes = RooflineSizes(256 << 20, 1 << 21, 2e-3)
+    pacing: Pacing = Pacing()
 
 
 def _conv(name: str, c_in: int, hw: int, c_out: int, k: int, stride: int = 1, groups: int = 1,
@@ -139,7 +152,9 @@ GEMM = [
     GemmShape("gemm.8192x2048x4096", 8192, 2048, 4096),
 ]
 
-FULL = Suite("full", conv=RESNET50 + MOBILENETV2, im2col=IM2COL, gemm=GEMM)
+FULL = Suite("full", conv=RESNET50 + MOBILENETV2, im2col=IM2COL, gemm=GEMM,
+             roofline=RooflineSizes(256 << 20, 1 << 21, 2e-3, spin_s=0.3),
+             pacing=Pacing(variant_budget_s=0.06, idle_s=0.5, spin_s=0.25, warm_s=15.0))
 
 # lavapipe on 2 CPU cores: well under a few minutes in all (about a minute with --reps 10).
 QUICK = Suite(
@@ -163,7 +178,8 @@ QUICK = Suite(
         GemmShape("gemm.512x256x512", 512, 256, 512),
         GemmShape("gemm.sq512", 512, 512, 512),
     ],
-    roofline=RooflineSizes(16 << 20, 1 << 12, 20e-3, 16, spin_s=0.0),
+    roofline=RooflineSizes(16 << 20, 1 << 12, 20e-3, 16, spin_s=0.0, coop_subgroups=64),
+    pacing=Pacing(variant_budget_s=0.05),  # slow variants on a CPU need no 10 samples
 )
 
 # seconds even on lavapipe: for tests and smoke runs
@@ -172,7 +188,7 @@ MICRO = Suite(
     conv=[_conv("micro.conv3x3", 8, 8, 8, 3)],
     im2col=[_conv("micro.im2col3x3", 8, 8, 8, 3)],
     gemm=[GemmShape("micro.gemm64", 64, 64, 64)],
-    roofline=RooflineSizes(1 << 20, 256, 1e-3, 4, spin_s=0.0),
+    roofline=RooflineSizes(1 << 20, 256, 1e-3, 4, spin_s=0.0, coop_subgroups=8),
 )
 
 SUITES = {s.name: s for s in (FULL, QUICK, MICRO)}

@@ -5,20 +5,17 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import struct
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from codegen.errors import CompileError
 from codegen.render import Rendered
-
-TARGET_ENV = "vulkan1.2"
-# no -O: spirv-opt strips the OpNames that reflection reports; drivers optimize anyway
-GLSLC_FLAGS = ("-fshader-stage=compute", f"--target-env={TARGET_ENV}")
-TOOLS = ("glslc", "spirv-val", "spirv-cross")
-INSTALL_HINT = "sudo apt-get install -y glslc spirv-tools spirv-cross (or run `make shaders`, which installs them)"
+from codegen.toolchain import INSTALL_HINT, OPTIMIZE_FLAG, TARGET_ENV, TOOLS, glslc_flags
 
 # SPIR-V capability -> the Vulkan feature a device must enable for it
 CAPABILITY_FEATURES = {
@@ -44,11 +41,53 @@ def check_tools() -> None:
         raise CompileError(f"missing tools: {', '.join(missing)}; install them with: {INSTALL_HINT}")
 
 
-def compiler_identity() -> str:
-    """Version text of the toolchain; part of every cache key."""
+def compiler_identity(optimize: bool = False) -> str:
+    """Version text of the toolchain and the flags; part of every cache key."""
     check_tools()
     out = subprocess.run(["glslc", "--version"], capture_output=True, text=True, check=False)
-    return out.stdout.strip() + " | " + " ".join(GLSLC_FLAGS)
+    return out.stdout.strip() + " | " + " ".join(glslc_flags(optimize))
+
+
+class Cancelled(Exception):
+    """A tool was stopped (the build was cancelled, or a signal from Ctrl-C reached the tool first):
+    not a verdict on the variant. The build counts it as a failure unless it was interrupted."""
+
+
+# how a tool dies when Ctrl-C reaches the whole process group, or when cancel() kills it
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
+
+
+class ToolRunner:
+    """Runs the toolchain's processes for one build; cancel() kills those running and refuses new
+    ones, so an interrupted build stops in milliseconds instead of finishing every queued compile."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[str]] = set()
+        self.cancelled = False
+
+    def run(self, cmd: list[str]) -> tuple[int, str, str]:
+        """(exit status, stdout, stderr); Cancelled once the build is cancelled."""
+        with self._lock:  # held while starting, so cancel() never misses a process
+            if self.cancelled:
+                raise Cancelled()
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self._running.add(proc)
+        try:
+            out, err = proc.communicate()
+        finally:
+            with self._lock:
+                self._running.discard(proc)
+        if self.cancelled or -proc.returncode in _STOP_SIGNALS:
+            raise Cancelled(f"{cmd[0]} was stopped by signal {-proc.returncode}")
+        return proc.returncode, out, err
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            running = list(self._running)
+        for proc in running:
+            proc.kill()
 
 
 @dataclass(frozen=True)
@@ -72,43 +111,93 @@ def _map_diagnostics(output: str, glsl_path: Path, rendered: Rendered, variant: 
     return "\n".join(lines) or f"glslc failed for variant {variant}"
 
 
-def compile_glsl(rendered: Rendered, glsl_path: Path, tmp_spv: Path, variant: str) -> Compiled:
-    """glslc -> spirv-val -> spirv-cross --reflect; raises CompileError with template locations."""
-    proc = subprocess.run(
-        ["glslc", *GLSLC_FLAGS, str(glsl_path), "-o", str(tmp_spv)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise CompileError(_map_diagnostics(proc.stderr + proc.stdout, glsl_path, rendered, variant))
-    val = subprocess.run(
-        ["spirv-val", "--target-env", TARGET_ENV, str(tmp_spv)], capture_output=True, text=True, check=False
-    )
-    if val.returncode != 0:
-        msg = (val.stderr + val.stdout).strip()
-        raise CompileError(f"spirv-val rejected variant {variant} ({glsl_path}): {msg}")
-    spirv = tmp_spv.read_bytes()
-    return Compiled(spirv=spirv, reflection=reflect(spirv, tmp_spv, variant), capabilities=spirv_capabilities(spirv))
+def _glslc_and_validate(
+    runner: ToolRunner, rendered: Rendered, glsl_path: Path, spv: Path, variant: str, optimize: bool
+) -> bytes:
+    status, out, err = runner.run(["glslc", *glslc_flags(optimize), str(glsl_path), "-o", str(spv)])
+    if status != 0:
+        raise CompileError(_map_diagnostics(err + out, glsl_path, rendered, variant))
+    status, out, err = runner.run(["spirv-val", "--target-env", TARGET_ENV, str(spv)])
+    if status != 0:
+        what = "the optimized (-O) module of " if optimize else ""
+        raise CompileError(f"spirv-val rejected {what}variant {variant} ({glsl_path}): {(err + out).strip()}")
+    return spv.read_bytes()
 
 
-def reflect(spirv: bytes, path: Path, variant: str) -> dict[str, Any]:
+def compile_glsl(
+    rendered: Rendered,
+    glsl_path: Path,
+    tmp_spv: Path,
+    variant: str,
+    *,
+    optimize: bool = False,
+    runner: ToolRunner | None = None,
+) -> Compiled:
+    """glslc -> spirv-val -> spirv-cross --reflect; raises CompileError with template locations.
+
+    With `optimize`, the shipped module is glslc -O's (validated too), while reflection comes from
+    the plain compile, whose names -O strips; the two must agree on the interface.
+    """
+    runner = runner or ToolRunner()
+    spirv = _glslc_and_validate(runner, rendered, glsl_path, tmp_spv, variant, False)
+    reflection = reflect(spirv, tmp_spv, variant, runner)
+    if not optimize:
+        return Compiled(spirv=spirv, reflection=reflection, capabilities=spirv_capabilities(spirv))
+    tmp_opt = tmp_spv.with_name(tmp_spv.name.removesuffix(".tmp") + f"{OPTIMIZE_FLAG}.tmp")
+    try:
+        opt = _glslc_and_validate(runner, rendered, glsl_path, tmp_opt, variant, True)
+        opt_reflection = reflect(opt, tmp_opt, variant, runner)
+        plain = Compiled(spirv=spirv, reflection=reflection, capabilities=())
+        problem = interface_difference(
+            interface_from_reflection(plain), interface_from_reflection(Compiled(opt, opt_reflection, ()))
+        )
+        if problem:
+            raise CompileError(f"glslc -O changed the interface of variant {variant} ({glsl_path}): {problem}")
+        tmp_opt.replace(tmp_spv)
+    finally:
+        tmp_opt.unlink(missing_ok=True)
+    return Compiled(spirv=opt, reflection=reflection, capabilities=spirv_capabilities(opt))
+
+
+def interface_difference(plain: dict[str, Any], optimized: dict[str, Any]) -> str | None:
+    """What the host-visible interface of the optimized module lost or changed, or None.
+
+    Bindings (set, binding, kind), the entry point and the workgroup size must be the same. The
+    optimizer drops spec constants nothing reads (e.g. DISPATCH_BLOCK_M, which only the host reads,
+    from the manifest): setting a missing one is a no-op, so only an added id or a changed type counts.
+    """
+
+    def bindings(iface: dict[str, Any]) -> list[tuple[int, int, str]]:
+        return [(b["set"], b["binding"], b["kind"]) for b in iface["bindings"]]
+
+    if bindings(plain) != bindings(optimized):
+        return f"descriptor bindings {bindings(plain)} became {bindings(optimized)}"
+    plain_specs = {s["id"]: s["type"] for s in plain["spec_constants"]}
+    for spec in optimized["spec_constants"]:
+        if plain_specs.get(spec["id"]) != spec["type"]:
+            return f"spec constant id {spec['id']} ({spec['type']}) is not in the unoptimized module as such"
+    for key in ("entry_point", "local_size", "local_size_spec_ids"):
+        if plain[key] != optimized[key]:
+            return f"{key} {plain[key]} became {optimized[key]}"
+    return None
+
+
+def reflect(spirv: bytes, path: Path, variant: str, runner: ToolRunner | None = None) -> dict[str, Any]:
     """spirv-cross --reflect; for modules whose function bodies it cannot parse (the packaged
     spirv-cross predates cooperative-matrix instructions), reflect the same module with the
     bodies replaced by an empty main: declarations, decorations and types are untouched."""
-    refl = subprocess.run(["spirv-cross", str(path), "--reflect"], capture_output=True, text=True, check=False)
-    if refl.returncode != 0:
+    runner = runner or ToolRunner()
+    status, out, err = runner.run(["spirv-cross", str(path), "--reflect"])
+    if status != 0:
         stripped = path.with_name(path.name + ".iface")
         stripped.write_bytes(interface_only(spirv))
         try:
-            refl = subprocess.run(
-                ["spirv-cross", str(stripped), "--reflect"], capture_output=True, text=True, check=False
-            )
+            status, out, err = runner.run(["spirv-cross", str(stripped), "--reflect"])
         finally:
             stripped.unlink(missing_ok=True)
-    if refl.returncode != 0:
-        raise CompileError(f"spirv-cross could not reflect variant {variant}: {refl.stderr.strip()}")
-    return dict(json.loads(refl.stdout))
+    if status != 0:
+        raise CompileError(f"spirv-cross could not reflect variant {variant}: {err.strip()}")
+    return dict(json.loads(out))
 
 
 def _instructions(words: tuple[int, ...]) -> list[tuple[int, int, int]]:

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from codegen.names import is_safe_name
 from codegen.schema import VariantsFile
 
 MANIFEST_NAME = "manifest.json"
@@ -32,10 +33,14 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def manifest_document(config: VariantsFile, entries: dict[str, dict[str, Any]], compiler: str) -> bytes:
+def manifest_document(
+    config: VariantsFile, entries: dict[str, dict[str, Any]], compiler: str, *, optimized: bool = False
+) -> bytes:
+    """The manifest's bytes; its format is codegen/manifest.schema.json, explained in docs/manifest.md."""
     doc = {
         "format": FORMAT_VERSION,
         "compiler": compiler,
+        "optimized": optimized,
         "layouts": {k: v.model_dump() for k, v in config.layouts.items()},
         "dtypes": {k: v.model_dump() for k, v in config.dtypes.items()},
         "variants": entries,
@@ -43,13 +48,49 @@ def manifest_document(config: VariantsFile, entries: dict[str, dict[str, Any]], 
     return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
 
 
+# what the build reads back from a previous entry to reuse it; the runtime reads the rest too
+_ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
+    "name": str,
+    "family": str,
+    "template": str,
+    "role": str,
+    "axes": dict,
+    "features": list,
+    "params": dict,
+    "entry_point": str,
+    "bindings": list,
+    "push_constants": (dict, type(None)),
+    "spec_constants": list,
+    "local_size": list,
+    "local_size_spec_ids": list,
+    "spv": str,
+    "sha256": str,
+    "input_hash": str,
+}
+
+
+def usable_entry(name: Any, entry: Any) -> bool:
+    """Whether a previous manifest entry is whole enough to reuse: a hand-edited or damaged one is
+    treated as absent (and rebuilt over) rather than trusted or crashed on."""
+    return (
+        isinstance(name, str)
+        and is_safe_name(name)
+        and isinstance(entry, dict)
+        and all(isinstance(entry.get(key), types) for key, types in _ENTRY_TYPES.items())
+        and entry["name"] == name
+        and entry["spv"] == f"spv/{name}.spv"  # never a path out of the build dir
+    )
+
+
 def load_previous_manifest(out: Path) -> dict[str, dict[str, Any]]:
-    """Entries of the last manifest, or nothing if it is missing, corrupt or of another format."""
+    """Usable entries of the last manifest; nothing if it is missing, corrupt or of another format."""
     try:
-        doc = json.loads((out / MANIFEST_NAME).read_text())
+        doc = json.loads((out / MANIFEST_NAME).read_bytes())
     except (OSError, ValueError):
         return {}
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_VERSION:
         return {}
     variants = doc.get("variants")
-    return variants if isinstance(variants, dict) else {}
+    if not isinstance(variants, dict):
+        return {}
+    return {name: entry for name, entry in variants.items() if usable_entry(name, entry)}

@@ -19,6 +19,7 @@ import jinja2
 import jinja2.meta
 
 from codegen.errors import TemplateError
+from codegen.names import template_path_problem
 
 _MARK_RE = re.compile(r"/\*@@(.+?):(\d+)@@\*/")
 
@@ -74,6 +75,10 @@ class MarkingLoader(jinja2.FileSystemLoader):
         self, environment: jinja2.Environment, template: str
     ) -> tuple[str, str, Callable[[], bool]]:
         source, filename, uptodate = super().get_source(environment, template)
+        if filename and not Path(filename).resolve().is_relative_to(self.root.resolve()):
+            # a symlink out of the template directory: imports must stay inside it, like variants.yaml's paths
+            where = _display_path(Path(filename), self.label_root)
+            raise TemplateError(f"{where}: resolves outside the template directory")
         label = _display_path(Path(filename or template), self.label_root)
         return _mark_source(source, label), filename, uptodate
 
@@ -106,9 +111,20 @@ class Renderer:
         self.env.globals["fail"] = _fail
         self._plain_env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir)))
         self._dep_hash: dict[str, str] = {}
+        self._refs: dict[str, list[str]] = {}
 
     def template_path(self, name: str) -> Path:
-        return self.template_dir / name
+        """The file of template `name`; TemplateError unless it lies inside the template directory
+        (after following symlinks), whoever names it: variants.yaml or an import in a template."""
+        problem = template_path_problem(name)
+        if problem:
+            raise TemplateError(f"{problem} (template directory {_display_path(self.template_dir, self.label_root)})")
+        path = self.template_dir / name
+        root = self.template_dir.resolve()
+        if not path.resolve().is_relative_to(root):
+            where = _display_path(path, self.label_root)
+            raise TemplateError(f"{where}: resolves outside the template directory {root}")
+        return path
 
     def dependency_hash(self, name: str) -> str:
         """sha256 over a template and everything it includes or imports, recursively."""
@@ -122,24 +138,38 @@ class Renderer:
     def _dependencies(self, name: str, seen: set[str], parent: str | None = None) -> set[str]:
         if name in seen:
             return seen
-        path = self.template_path(name)
+        try:
+            path = self.template_path(name)
+        except TemplateError as exc:
+            origin = f" (imported by {_display_path(self.template_path(parent), self.label_root)})" if parent else ""
+            raise TemplateError(f"{exc}{origin}") from None
         if not path.is_file():
             origin = f" (imported by {_display_path(self.template_path(parent), self.label_root)})" if parent else ""
             raise TemplateError(f"{_display_path(path, self.label_root)}: template not found{origin}")
         seen.add(name)
-        try:
-            ast = self._plain_env.parse(path.read_text())
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(
-                f"{_display_path(path, self.label_root)}:{exc.lineno}: template syntax error: {exc.message}"
-            ) from None
-        for ref in jinja2.meta.find_referenced_templates(ast):
-            if ref is not None:
-                self._dependencies(ref, seen, name)
+        for ref in self._references(name, path):
+            self._dependencies(ref, seen, name)
         return seen
+
+    def _references(self, name: str, path: Path) -> list[str]:
+        """The templates `name` imports or includes by literal name; each file is parsed once per
+        build (the shared includes are reached from every family's template)."""
+        if name not in self._refs:
+            try:
+                ast = self._plain_env.parse(path.read_text())
+            except jinja2.TemplateSyntaxError as exc:
+                raise TemplateError(
+                    f"{_display_path(path, self.label_root)}:{exc.lineno}: template syntax error: {exc.message}"
+                ) from None
+            self._refs[name] = [ref for ref in jinja2.meta.find_referenced_templates(ast) if ref is not None]
+        return self._refs[name]
 
     def render(self, template: str, context: dict[str, Any], variant: str) -> Rendered:
         """Render one variant; template problems become TemplateError at file:line."""
+        try:
+            self.template_path(template)
+        except TemplateError as exc:
+            raise TemplateError(f"{exc} (variant {variant})") from None
         try:
             text = self.env.get_template(template).render(**context)
         except jinja2.TemplateSyntaxError as exc:
@@ -147,7 +177,7 @@ class Renderer:
             raise TemplateError(f"{where}:{exc.lineno}: template syntax error: {exc.message}") from None
         except jinja2.TemplateNotFound as exc:
             raise TemplateError(
-                f"{_display_path(self.template_path(str(exc.name or template)), self.label_root)}: "
+                f"{_display_path(self.template_dir / str(exc.name or template), self.label_root)}: "
                 f"template not found (variant {variant})"
             ) from None
         except (jinja2.UndefinedError, TemplateFail, TypeError, ValueError, KeyError) as exc:

@@ -1,15 +1,27 @@
-"""Pydantic schema of variants.yaml and the loader that reports errors as `file: key.path: message`."""
+"""Pydantic schema of variants.yaml and the loader that reports errors as `file:line: key.path: message`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from codegen.errors import ConfigError
+from codegen.names import format_loc, name_problem, template_path_problem
+from codegen.patterns import value_matches
 
 DIMS = ("N", "C", "H", "W")
 # Feature names as Vulkan spells them; the runtime maps each to a feature struct field.
@@ -25,6 +37,26 @@ Feature = Literal[
     "cooperativeMatrixNV",
     "vulkanMemoryModel",
 ]
+# names the build puts in every template context: an axis or param of the same name would hide them
+RESERVED_CONTEXT_NAMES = ("variant_name", "family", "features", "layouts", "dtypes", "dtype_info", "dot_info", "fail")
+
+
+def _safe_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _template_path(value: str) -> str:
+    problem = template_path_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+SafeName = Annotated[str, AfterValidator(_safe_name)]
+TemplatePath = Annotated[str, AfterValidator(_template_path)]
 
 
 class Strict(BaseModel):
@@ -96,18 +128,62 @@ class Workgroup(Strict):
     z: int = Field(default=1, ge=1, le=64)
 
 
-AxisValue = str | int | bool | Tile | Workgroup | CoopShape
+def _coop_kind(value: Any) -> str:
+    return "Name" if isinstance(value, str) else "CoopShape"
 
 
-class Matrix(Strict):
-    """The axes a family is expanded over; every combination is a variant (minus excludes)."""
+# a shape, or a named code path such as `emulated` (the tags start upper-case: error paths drop them)
+CoopValue = Annotated[
+    Annotated[CoopShape, Tag("CoopShape")] | Annotated[SafeName, Tag("Name")], Discriminator(_coop_kind)
+]
 
-    input_layout: list[str] | None = None
-    dtype: list[str] | None = None
-    dot: list[str] | None = None
+
+def _free_axis_value(value: Any) -> Any:
+    """A free axis value: a string, integer or boolean, or a flat non-empty mapping of names to those."""
+    if isinstance(value, dict):
+        if not value:
+            raise ValueError("a mapping value needs at least one key")
+        for key, item in value.items():
+            problem = name_problem(key)
+            if problem is None and not isinstance(item, bool | int):
+                problem = name_problem(item) if isinstance(item, str) else (
+                    f"values inside a mapping must be strings, integers or booleans, got {type(item).__name__} {item!r}"
+                )
+                problem = problem and f"key {key!r}: {problem}"
+            if problem:
+                raise ValueError(problem)
+        return value
+    if isinstance(value, str):
+        problem = name_problem(value)
+        if problem:
+            raise ValueError(problem)
+    elif not isinstance(value, bool | int):
+        raise ValueError(
+            f"expected a string, integer, boolean or flat mapping of those, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+FreeAxisValue = Annotated[Any, AfterValidator(_free_axis_value)]
+AxisValue = str | int | bool | Tile | Workgroup | CoopShape | dict[str, Any]
+
+
+class Matrix(BaseModel):
+    """The axes a family is expanded over; every combination is a variant (minus excludes).
+
+    The named fields keep their typing and labels; any other key is a free axis (see
+    docs/variants-yaml.md) whose values are scalars or flat mappings of scalars.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[SafeName, list[FreeAxisValue]]
+
+    input_layout: list[SafeName] | None = None
+    dtype: list[SafeName] | None = None
+    dot: list[SafeName] | None = None
     tile: list[Tile] | None = None
     wg: list[Workgroup] | None = None
-    coop: list[CoopShape] | None = Field(default=None, description="cooperative-matrix MMA shape")
+    coop: list[CoopValue] | None = Field(default=None, description="cooperative-matrix MMA shape, or a named path")
     stage: list[bool] | None = Field(default=None, description="stage operand tiles in shared memory")
 
     @model_validator(mode="after")
@@ -117,105 +193,169 @@ class Matrix(Strict):
                 raise ValueError(f"axis '{name}' lists no values")
         return self
 
+    def axes(self) -> list[tuple[str, list[Any]]]:
+        """The present axes in variant-name order: the named ones, then free ones as written."""
+        return [(name, values) for name, values in self if values is not None]
+
 
 class Override(Strict):
     """Extra settings for the variants whose axis values match `when`."""
 
     when: dict[str, Any]
-    template: str | None = None
+    template: TemplatePath | None = None
     features: list[Feature] = []
-    params: dict[str, Any] = {}
+    params: dict[SafeName, Any] = {}
 
 
 class Family(Strict):
-    template: str
+    template: TemplatePath
     description: str = ""
-    role: Literal["im2col", "gemm", "test", "bench_copy", "bench_dot_peak", "float_im2col", "float_gemm"] = Field(
-        description="what the runtime uses the family for"
-    )
+    role: SafeName = Field(description="what the runtime uses the family for")
     features: list[Feature] = []
-    params: dict[str, Any] = Field(default={}, description="constants passed to the template and manifest")
+    params: dict[SafeName, Any] = Field(default={}, description="constants passed to the template and manifest")
     matrix: Matrix
     exclude: list[dict[str, Any]] = []
     overrides: list[Override] = []
 
 
+class ConfigProblems(ValueError):
+    """Cross-reference problems, each with the key path it is about (the loader adds lines)."""
+
+    def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+        super().__init__("\n".join(f"{format_loc(loc)}: {msg}" for loc, msg in problems))
+        self.problems = problems
+
+
+def _plain(value: Any) -> Any:
+    return value.model_dump() if isinstance(value, BaseModel) else value
+
+
+def _pattern_problems(
+    fname: str, where: tuple[str | int, ...], pattern: dict[str, Any], axes: dict[str, list[Any]]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    problems = []
+    loc = ("families", fname, *where)
+    for key, want in pattern.items():
+        if key not in axes:
+            problems.append(((*loc, key), f"unknown axis {key!r}, expected one of {list(axes)}"))
+        elif not any(value_matches(value, want) for value in axes[key]):
+            problems.append(
+                ((*loc, key), f"{want!r} matches no value of axis {key!r}; its values are {axes[key]}")
+            )
+    return problems
+
+
+def _family_problems(fname: str, fam: Family, tables: dict[str, set[str]]) -> list[tuple[tuple[str | int, ...], str]]:
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+
+    def problem(where: tuple[str | int, ...], message: str) -> None:
+        problems.append((("families", fname, *where), message))
+
+    axes = {name: [_plain(v) for v in values] for name, values in fam.matrix.axes()}
+    for axis, allowed in tables.items():
+        for i, value in enumerate(axes.get(axis, [])):
+            if value not in allowed:
+                problem(("matrix", axis, i), f"unknown value {value!r}, expected one of {sorted(allowed)}")
+    for name in axes:
+        if name in RESERVED_CONTEXT_NAMES:
+            problem(("matrix", name), f"axis name {name!r} is reserved for the template context")
+    param_sets: list[tuple[tuple[str | int, ...], dict[str, Any]]] = [(("params",), fam.params)]
+    param_sets += [(("overrides", i, "params"), ov.params) for i, ov in enumerate(fam.overrides)]
+    for where, params in param_sets:
+        for key in params:
+            if key in RESERVED_CONTEXT_NAMES:
+                problem((*where, key), f"param name {key!r} is reserved for the template context")
+            elif key in axes:
+                problem((*where, key), f"param {key!r} has the name of an axis of the family")
+    for i, pattern in enumerate(fam.exclude):
+        problems += _pattern_problems(fname, ("exclude", i), pattern, axes)
+    for i, ov in enumerate(fam.overrides):
+        problems += _pattern_problems(fname, ("overrides", i, "when"), ov.when, axes)
+    return problems
+
+
 class VariantsFile(Strict):
-    layouts: dict[str, LayoutDef]
-    dtypes: dict[str, DtypeDef]
-    dot_modes: dict[str, ModeDef] = {}
-    families: dict[str, Family]
+    layouts: dict[SafeName, LayoutDef]
+    dtypes: dict[SafeName, DtypeDef]
+    dot_modes: dict[SafeName, ModeDef] = {}
+    families: dict[SafeName, Family]
 
     @model_validator(mode="after")
     def _references_exist(self) -> VariantsFile:
-        tables: dict[str, dict[str, Any]] = {
-            "input_layout": self.layouts, "dtype": self.dtypes, "dot": self.dot_modes
+        tables = {
+            "input_layout": set(self.layouts) | {"generic"},
+            "dtype": set(self.dtypes),
+            "dot": set(self.dot_modes),
         }
         problems = []
         for fname, fam in self.families.items():
-            for axis, table in tables.items():
-                for i, value in enumerate(getattr(fam.matrix, axis) or []):
-                    allowed: set[str] = set(table) | ({"generic"} if axis == "input_layout" else set())
-                    if value not in allowed:
-                        problems.append(
-                            f"families.{fname}.matrix.{axis}[{i}]: unknown value {value!r}, "
-                            f"expected one of {sorted(allowed)}"
-                        )
+            problems += _family_problems(fname, fam, tables)
         if problems:
-            raise ValueError("\n".join(problems))
+            raise ConfigProblems(problems)
         return self
 
 
-def _loc_to_path(loc: tuple[Any, ...], raw: Any = None) -> str:
-    """Turn a pydantic error location into `a.b[1].c`, dropping union-branch tags.
+def _clean_loc(loc: tuple[Any, ...], raw: Any = None) -> tuple[str | int, ...]:
+    """A pydantic error location without union-branch tags and `[key]` markers.
 
     A part that is a key of the input at that point is always kept, so user-chosen names such as a
     family `Conv2D` or a layout `NHWC` are not mistaken for tags.
     """
-    out = ""
+    out: list[str | int] = []
     node = raw
     for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
-            continue
         if isinstance(node, dict) and part in node:
             node = node[part]
+        elif isinstance(part, int) and isinstance(node, list):
+            node = node[part] if 0 <= part < len(node) else None
         elif isinstance(part, str) and (part[:1].isupper() or "[" in part or part in ("str", "int", "bool")):
-            continue  # pydantic names the union member tried, e.g. 'Tile' or 'list[str]'
+            continue  # pydantic names the union member tried, e.g. 'Tile' or 'list[str]', or '[key]'
         else:
             node = None
-        out += f".{part}" if out else part
-    return out
+        out.append(part)
+    return tuple(out)
 
 
-def _yaml_line(text: str, path: str) -> int | None:
-    """Best-effort source line of a dotted key path, for messages a person can jump to."""
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return None
-    node: Any = root
-    tokens = path.replace("[", ".[").split(".")
-    line = None
-    for tok in tokens:
-        if not tok or node is None:
-            continue
-        if tok.startswith("[") and isinstance(node, yaml.SequenceNode):
-            idx = int(tok[1:-1])
-            node = node.value[idx] if idx < len(node.value) else None
-        elif isinstance(node, yaml.MappingNode):
-            match = [(k, v) for k, v in node.value if k.value == tok]
-            if not match:
+class YamlLocator:
+    """Source lines of key paths in one YAML text, for messages a person can jump to."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.text = text
+        self._root: Any = ...  # composed on the first error only: it costs as much as the load
+
+    def line(self, loc: tuple[str | int, ...]) -> int | None:
+        """Line of the deepest key of `loc` that exists (so a missing key points at its parent)."""
+        if self._root is ...:
+            try:
+                self._root = yaml.compose(self.text)
+            except yaml.YAMLError:
+                self._root = None
+        node = self._root
+        line = None
+        for part in loc:
+            if isinstance(node, yaml.MappingNode):
+                match = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)]
+                if not match:
+                    break
+                line = match[0][0].start_mark.line + 1
+                node = match[0][1]
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+                node = node.value[part]
+                line = node.start_mark.line + 1
+            else:
                 break
-            line = match[0][0].start_mark.line + 1
-            node = match[0][1]
-            continue
-        else:
-            break
-        if node is not None:
-            line = node.start_mark.line + 1
-    return line
+        return line
+
+    def where(self, loc: tuple[str | int, ...]) -> str:
+        """`file:line` (or just `file` when the key path has no line)."""
+        line = self.line(loc) if loc else None
+        return f"{self.path}:{line}" if line else str(self.path)
+
+    def error(self, exc: ConfigError) -> ConfigError:
+        """`exc` with `file:line: ` in front (its message already starts with the key path)."""
+        prefix = self.where(exc.loc) if exc.loc else str(self.path)
+        return ConfigError(f"{prefix}: {exc}", exc.loc)
 
 
 def _describe(err: ErrorDetails) -> str:
@@ -248,10 +388,17 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 def load_variants_file(path: Path) -> tuple[VariantsFile, dict[str, Any]]:
     """Parse and validate a variants file; return the model and the raw mapping (for hashing)."""
+    model, raw, _ = load_variants(path)
+    return model, raw
+
+
+def load_variants(path: Path) -> tuple[VariantsFile, dict[str, Any], YamlLocator]:
+    """Like load_variants_file, plus a locator for later errors (e.g. from expansion)."""
     try:
         text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else f"not UTF-8 text ({exc.reason})"
+        raise ConfigError(f"{path}: cannot read: {reason}") from None
     try:
         raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -261,25 +408,26 @@ def load_variants_file(path: Path) -> tuple[VariantsFile, dict[str, Any]]:
         raise ConfigError(f"{path}{where}: malformed YAML: {problem}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    locator = YamlLocator(path, text)
     try:
         model = VariantsFile.model_validate(raw)
     except ValidationError as exc:
-        lines = []
-        seen = set()
-        for err in exc.errors():
-            key = _loc_to_path(err["loc"], raw)
-            text_msg = _describe(err)
-            if (key, text_msg) in seen:
+        raise ConfigError("\n".join(_error_lines(exc, raw, locator))) from None
+    return model, raw, locator
+
+
+def _error_lines(exc: ValidationError, raw: Any, locator: YamlLocator) -> list[str]:
+    lines: list[str] = []
+    seen: set[tuple[tuple[str | int, ...], str]] = set()
+    for err in exc.errors():
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, ConfigProblems):
+            found = list(cause.problems)
+        else:
+            found = [(_clean_loc(err["loc"], raw), _describe(err))]
+        for loc, msg in found:
+            if (loc, msg) in seen:
                 continue
-            seen.add((key, text_msg))
-            if not key:  # cross-reference problems, one `key.path: message` a line
-                for sub in text_msg.splitlines():
-                    sub_key = sub.split(":", 1)[0]
-                    line = _yaml_line(text, sub_key)
-                    lines.append(f"{path}{f':{line}' if line else ''}: {sub}")
-                continue
-            line = _yaml_line(text, key) if key else None
-            where = f"{path}:{line}" if line else str(path)
-            lines.append(f"{where}: {key or '<top>'}: {text_msg}")
-        raise ConfigError("\n".join(lines)) from None
-    return model, raw
+            seen.add((loc, msg))
+            lines.append(f"{locator.where(loc)}: {format_loc(loc) or '<top>'}: {msg}")
+    return lines

@@ -10,6 +10,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from codegen.errors import ConfigError
+from codegen.names import MAX_VARIANT_NAME, is_safe_name
+from codegen.patterns import matches
 from codegen.schema import CoopShape, Family, Tile, VariantsFile, Workgroup
 
 
@@ -66,7 +68,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _scalar_label(axis: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return axis if value else f"no{axis}"
+    return str(value).replace("-", "_")
+
+
 def _label(axis: str, value: Any) -> str:
+    """The part of a variant name one axis value contributes (docs/variants-yaml.md, Variant names)."""
     if isinstance(value, Tile):
         return f"t{value.w}x{value.c}"
     if isinstance(value, Workgroup):
@@ -74,44 +83,20 @@ def _label(axis: str, value: Any) -> str:
         return "wg" + "x".join(str(d) for d in dims)
     if isinstance(value, CoopShape):
         return f"m{value.m}n{value.n}k{value.k}"
-    if isinstance(value, bool):
-        return axis if value else f"no{axis}"
-    return str(value).replace("-", "_")
-
-
-def _matches(axes: dict[str, Any], pattern: dict[str, Any]) -> bool:
-    """Every key of the pattern matches; a mapping matches when its given keys do (so
-    `{wg: {x: 256}}` selects every workgroup of width 256)."""
-
-    def match(value: Any, want: Any) -> bool:
-        if isinstance(want, dict) and isinstance(value, dict):
-            return all(k in value and match(value[k], w) for k, w in want.items())
-        return bool(value == want)
-
-    return all(k in axes and match(axes[k], v) for k, v in pattern.items())
-
-
-def _check_pattern(fname: str, where: str, pattern: dict[str, Any], axis_names: list[str]) -> None:
-    for key in pattern:
-        if key not in axis_names:
-            raise ConfigError(
-                f"families.{fname}.{where}: unknown axis {key!r}, expected one of {axis_names}"
-            )
+    if isinstance(value, dict):
+        # free mapping: key + value per entry, in the order written, so {m: 16, n: 8} reads m16n8
+        parts = [_scalar_label(k, v) if isinstance(v, bool) else f"{k}{_scalar_label(k, v)}" for k, v in value.items()]
+        return "".join(parts)
+    return _scalar_label(axis, value)
 
 
 def expand_family(fname: str, fam: Family, config: VariantsFile) -> list[VariantSpec]:
     """All variants of one family, in matrix order."""
-    axes_present = [(name, values) for name, values in fam.matrix if values is not None]
-    axis_names = [name for name, _ in axes_present]
-    for i, pattern in enumerate(fam.exclude):
-        _check_pattern(fname, f"exclude[{i}]", pattern, axis_names)
-    for i, ov in enumerate(fam.overrides):
-        _check_pattern(fname, f"overrides[{i}].when", ov.when, axis_names)
-
+    axes_present = fam.matrix.axes()
     specs = []
     for combo in itertools.product(*(values for _, values in axes_present)):
         axes = {name: _plain(v) for (name, _), v in zip(axes_present, combo, strict=True)}
-        if any(_matches(axes, pattern) for pattern in fam.exclude):
+        if any(matches(axes, pattern) for pattern in fam.exclude):
             continue
         features = set(fam.features)
         if "dtype" in axes:
@@ -121,11 +106,17 @@ def expand_family(fname: str, fam: Family, config: VariantsFile) -> list[Variant
         params = dict(fam.params)
         template = fam.template
         for ov in fam.overrides:
-            if _matches(axes, ov.when):
+            if matches(axes, ov.when):
                 features |= set(ov.features)
                 params.update(ov.params)
                 template = ov.template or template
         name = "_".join([fname] + [_label(n, v) for (n, _), v in zip(axes_present, combo, strict=True)])
+        if not is_safe_name(name) or len(name) > MAX_VARIANT_NAME:
+            raise ConfigError(
+                f"families.{fname}: variant name {name!r} is not a valid file name "
+                f"(letters, digits and '_', at most {MAX_VARIANT_NAME} characters)",
+                ("families", fname),
+            )
         specs.append(
             VariantSpec(
                 name=name,
@@ -141,19 +132,29 @@ def expand_family(fname: str, fam: Family, config: VariantsFile) -> list[Variant
 
 
 def expand(config: VariantsFile) -> list[VariantSpec]:
-    """All variants of all families; names are checked to be unique."""
+    """All variants of all families; names are checked to be unique, ignoring case (they are file
+    names, and some file systems do not tell `A.spv` from `a.spv`)."""
     specs: list[VariantSpec] = []
-    owner: dict[str, str] = {}
+    owner: dict[str, tuple[str, str]] = {}  # lower-cased name -> (name, family)
     for fname, fam in config.families.items():
         fam_specs = expand_family(fname, fam, config)
+        loc = ("families", fname)
         if not fam_specs:
-            raise ConfigError(f"families.{fname}: every combination is excluded; the family has no variant")
+            raise ConfigError(f"families.{fname}: every combination is excluded; the family has no variant", loc)
         for spec in fam_specs:
-            if spec.name in owner:
+            other = owner.get(spec.name.lower())
+            if other and other[0] == spec.name:
                 raise ConfigError(
                     f"families.{fname}: variant name {spec.name!r} is produced twice "
-                    f"(also by family {owner[spec.name]!r}); give the axes distinct values"
+                    f"(also by family {other[1]!r}); give the axes distinct values",
+                    loc,
                 )
-            owner[spec.name] = fname
+            if other:
+                raise ConfigError(
+                    f"families.{fname}: variant names {spec.name!r} and {other[0]!r} (family {other[1]!r}) differ "
+                    "only in case; they would share a file on a case-insensitive file system",
+                    loc,
+                )
+            owner[spec.name.lower()] = (spec.name, fname)
             specs.append(spec)
     return specs

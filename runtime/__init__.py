@@ -8,6 +8,7 @@ The core (runtime/core/) knows no family:
                                     tensors in the layouts of variants.yaml
     Device, default_device          the Vulkan runner
     load_manifest, list_variants    what the build produced
+    load_shader(path)               a .spv / .comp shaderkit did not generate, reflected for run_variant
     ShaderkitError and subclasses   typed errors
 
 The ops come from the families (runtime/families/*), found by discovery the first time one is
@@ -30,6 +31,7 @@ from runtime.core.errors import (
 from runtime.core.invoke import run_variant
 from runtime.core.manifest import ManifestError, VariantEntry, list_variants, load_manifest
 from runtime.core.packed import Packed, pack, unpack
+from runtime.core.reflect import load_shader
 from runtime.core.registry import VerificationError
 from runtime.core.registry import op as _op
 from runtime.core.registry import op_names as _op_names
@@ -48,6 +50,7 @@ __all__ = [
     "default_device",
     "list_variants",
     "load_manifest",
+    "load_shader",
     "ops",
     "pack",
     "run_variant",

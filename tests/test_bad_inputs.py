@@ -6,21 +6,27 @@ ONE table: each row takes a valid baseline call, changes one thing, and says whi
 While a row runs, the default device's run/alloc/upload/pipeline fail the test if called, and host
 allocations are traced, so a rejected call neither submits work nor packs a huge tensor first.
 
-Rows cover ``runtime.conv2d_q8`` and ``runtime.conv2d_float``.
+Rows cover ``runtime.conv2d_q8``, ``runtime.conv2d_float`` and opening a ``runtime.Device`` (op
+"device": its selector, ``$SHADERKIT_DEVICE`` and ``mask_features``, refused before any Vulkan call).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import pytest
 
 import runtime
+from runtime.core import context
 from runtime.core.device import Device, default_device
 from runtime.core.manifest import load_manifest
 from runtime.families.q8ta_conv2d.op import MAX_K
@@ -30,7 +36,7 @@ Kwargs = dict[str, Any]
 
 
 CONV2D_FLOAT = runtime.conv2d_float
-OPS = ("q8", "float")
+OPS = ("q8", "float", "device")
 # a rejected call may allocate small things on the host, never a copy of a big (broadcast) tensor
 MAX_HOST_PEAK = 16 << 20
 
@@ -58,6 +64,31 @@ def baseline_float() -> Kwargs:
         "weight": rng.standard_normal((4, 8, 3, 3)).astype(np.float32),
         "bias": np.zeros(4, np.float32),
     }
+
+
+def baseline_device() -> Kwargs:
+    """A valid Device(): the preferred device, nothing masked, $SHADERKIT_DEVICE unset."""
+    return {"env": None}
+
+
+@contextmanager
+def device_env(value: str | None) -> Iterator[None]:
+    """$SHADERKIT_DEVICE set to `value` (None: unset) for the duration."""
+    old = os.environ.pop(context.ENV_SELECTOR, None)
+    if value is not None:
+        os.environ[context.ENV_SELECTOR] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(context.ENV_SELECTOR, None)
+        if old is not None:
+            os.environ[context.ENV_SELECTOR] = old
+
+
+def open_device(env: str | None = None, **kwargs: Any) -> Device:
+    """The "device" op: Device(**kwargs) with $SHADERKIT_DEVICE = `env`."""
+    with device_env(env):
+        return Device(**kwargs)
 
 
 def limit() -> int:
@@ -204,6 +235,8 @@ TABLE: list[Row] = [
     R("q8", "groups-zero", set_(groups=0), VE, "groups", "0"),
     R("q8", "groups-float", set_(groups=2.0), TE, "groups", "2.0"),
     R("q8", "groups-bool", set_(groups=True), TE, "groups", "True"),
+    R("q8", "groups-int-too-big", set_(groups=10**400), VE, "groups", str(2**63 - 1)),
+    R("q8", "groups-int-past-str-digits", set_(groups=10**5000), VE, "groups", "5000 digits"),
     # --- conv2d_q8: kernel vs input ----------------------------------------------------------------
     R("q8", "kernel-larger-than-input", set_(weight=np.zeros((4, 8, 7, 7), np.int8)), VE,
       "weight", "kernel span 7", "KH=7", "6 + 2*0", "empty"),
@@ -219,6 +252,13 @@ TABLE: list[Row] = [
     R("q8", "x_scale-str", set_(x_scale="0.05"), TE, "x_scale", "'0.05'"),
     R("q8", "x_scale-none", set_(x_scale=None), TE, "x_scale", "None"),
     R("q8", "x_scale-overflows-float32", set_(x_scale=1e39), VE, "x_scale", "1e+39", "float32"),
+    R("q8", "x_scale-int-too-big-for-float", set_(x_scale=10**400), VE, "x_scale", "too large for a float"),
+    R("q8", "x_scale-int-past-str-digits", set_(x_scale=10**5000), VE, "x_scale", "5000 digits"),
+    R("q8", "x_scale-fraction-too-big", set_(x_scale=Fraction(10**400, 3)), VE, "x_scale", "too large"),
+    R("q8", "x_scale-decimal", set_(x_scale=Decimal("0.05")), TE, "x_scale", "Decimal"),
+    R("q8", "x_scale-complex", set_(x_scale=0.05j), TE, "x_scale", "0.05j"),
+    R("q8", "out_scale-int-too-big-for-float", set_(out_scale=10**400), VE, "out_scale", "too large for a float"),
+    R("q8", "out_scale-negative-huge-int", set_(out_scale=-(10**400)), VE, "out_scale", "too large for a float"),
     R("q8", "out_scale-zero", set_(out_scale=0), VE, "out_scale", "0"),
     R("q8", "out_scale-neg-inf", set_(out_scale=float("-inf")), VE, "out_scale", "-inf"),
     R("q8", "out_scale-underflows-float32", set_(out_scale=1e-50), VE, "out_scale", "1e-50", "float32"),
@@ -230,6 +270,11 @@ TABLE: list[Row] = [
       "w_scales[0]", "1e+39", "float32"),
     R("q8", "w_scales-float64-underflows-float32", set_(w_scales=np.full(4, 1e-300)), VE,
       "w_scales[0]", "1e-300", "float32"),
+    # longdouble goes past float64 where it is wider (x86: 80-bit); elsewhere 1e4000 is inf, 1e-4000 is 0
+    R("q8", "w_scales-longdouble-too-big", set_(w_scales=np.full(4, np.longdouble("1e4000"))), VE, "w_scales[0]"),
+    R("q8", "w_scales-longdouble-too-small", set_(w_scales=np.full(4, np.longdouble("1e-4000"))), VE,
+      "w_scales[0]"),
+    R("q8", "bias-longdouble-too-big", set_(bias=np.full(4, np.longdouble("-1e4000"))), VE, "bias[0]"),
     R("q8", "x_scale-times-w_scales-overflows", set_(x_scale=1e20, w_scales=np.full(4, 1e20, np.float32)), VE,
       "x_scale * w_scales[0]", "1e+20", "float32"),
     # --- conv2d_q8: zero points --------------------------------------------------------------------
@@ -242,6 +287,7 @@ TABLE: list[Row] = [
     R("q8", "out_zp-200", set_(out_zp=200), VE, "out_zp", "200"),
     R("q8", "out_zp-numpy-int-out-of-range", set_(out_zp=np.int64(-1000)), VE, "out_zp", "-1000"),
     R("q8", "out_zp-none", set_(out_zp=None), TE, "out_zp", "None"),
+    R("q8", "x_zp-int-past-str-digits", set_(x_zp=-(10**5000)), VE, "x_zp", "5000 digits"),
     # --- conv2d_q8: stride / padding / dilation ----------------------------------------------------
     R("q8", "padding-negative", set_(padding=-1), VE, "padding", "-1"),
     R("q8", "padding-pair-negative", set_(padding=(0, -2)), VE, "padding", "(0, -2)"),
@@ -260,6 +306,7 @@ TABLE: list[Row] = [
     R("q8", "dilation-over-int32", set_(dilation=(1, 2**31)), VE, "dilation", str(2**31), str(I32)),
     R("q8", "padding-over-int32", set_(padding=2**31), VE, "padding", str(2**31), str(I32)),
     R("q8", "padded-input-over-int32", set_(padding=2**30, stride=I32), VE, "padding", str(2**30), "int32"),
+    R("q8", "stride-pair-int-past-str-digits", set_(stride=(1, 10**5000)), VE, "stride", "too long to print"),
     # --- conv2d_q8: choices ------------------------------------------------------------------------
     R("q8", "activation-unknown", set_(activation="gelu"), VE, "activation", "'gelu'"),
     R("q8", "activation-case", set_(activation="ReLU"), VE, "activation", "'ReLU'"),
@@ -332,15 +379,33 @@ TABLE: list[Row] = [
     R("float", "gemm_variant-not-a-str", set_(gemm_variant=7), TE, "gemm_variant", "7"),
     R("float", "im2col-matrix-over-limit", float_im2col_too_big, VE, "im2col matrix of x", "maxStorageBufferRange"),
     R("float", "x-over-limit", float_x_too_big, VE, "x needs", "maxStorageBufferRange"),
+    # --- opening a Device: refused before any Vulkan call ------------------------------------------
+    R("device", "env-double-minus", set_(env="--1"), VE, "SHADERKIT_DEVICE", "'--1'", "device index"),
+    R("device", "env-negative", set_(env="-1"), VE, "SHADERKIT_DEVICE", "'-1'"),
+    R("device", "env-plus", set_(env="+0"), VE, "SHADERKIT_DEVICE", "'+0'"),
+    R("device", "env-arabic-indic-digit", set_(env="\u0661"), VE, "SHADERKIT_DEVICE", "ASCII digits"),
+    R("device", "env-superscript-digit", set_(env="\u00b2"), VE, "SHADERKIT_DEVICE", "ASCII digits"),
+    R("device", "selector-float", set_(selector=1.5), TE, "selector", "1.5"),
+    R("device", "selector-bool", set_(selector=True), TE, "selector", "True"),
+    R("device", "selector-bytes", set_(selector=b"llvm"), TE, "selector", "b'llvm'"),
+    R("device", "selector-negative", set_(selector=-1), VE, "selector=-1", "negative"),
+    R("device", "selector-empty", set_(selector=" "), VE, "selector", "empty"),
+    R("device", "mask-plain-string", set_(mask_features="shaderFloat16"), TE, "mask_features", "'shaderFloat16'"),
+    R("device", "mask-unknown-name", set_(mask_features=["shaderFloat16", "shaderFloat17"]), VE,
+      "mask_features", "'shaderFloat17'", "shaderIntegerDotProduct"),
+    R("device", "mask-not-a-name", set_(mask_features=[16]), TE, "mask_features", "16"),
+    R("device", "mask-none", set_(mask_features=None), TE, "mask_features", "None"),
 ]
 
 ROWS = [row for row in TABLE if row.op in OPS]
-BASELINES: dict[str, Callable[[], Kwargs]] = {"q8": baseline_q8, "float": baseline_float}
+BASELINES: dict[str, Callable[[], Kwargs]] = {"q8": baseline_q8, "float": baseline_float, "device": baseline_device}
 
 
-def op(name: str) -> Callable[..., np.ndarray]:
+def op(name: str) -> Callable[..., Any]:
     if name == "q8":
         return runtime.conv2d_q8
+    if name == "device":
+        return open_device
     assert CONV2D_FLOAT is not None
     return CONV2D_FLOAT
 
@@ -348,18 +413,19 @@ def op(name: str) -> Callable[..., np.ndarray]:
 @pytest.fixture
 def no_gpu(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Make every Device (the default one included) fail the test on any submission, allocation or
-    pipeline creation."""
+    pipeline creation, and opening a Device fail it on creating a Vulkan instance."""
     calls: list[str] = []
 
     def refuse(method: str) -> Callable[..., Any]:
-        def refused(self: Device, *args: Any, **kwargs: Any) -> Any:
+        def refused(*args: Any, **kwargs: Any) -> Any:
             calls.append(method)
-            pytest.fail(f"Device.{method} was called for a call that should have been rejected on the host")
+            pytest.fail(f"{method} was called for a call that should have been rejected on the host")
         return refused
 
     default_device()  # created (and its device queried) outside the watched call
     for method in ("run", "alloc", "upload", "pipeline"):
-        monkeypatch.setattr(Device, method, refuse(method))
+        monkeypatch.setattr(Device, method, refuse(f"Device.{method}"))
+    monkeypatch.setattr(context, "_create_instance", refuse("vkCreateInstance"))
     return calls
 
 
@@ -372,7 +438,15 @@ def test_table_is_complete() -> None:
 
 @pytest.mark.parametrize("op_name", OPS)
 def test_baseline_is_valid_and_reaches_the_gpu(op_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The rows' starting point is a good call, and the spy used by the rows sees its submission."""
+    """The rows' starting point is a good call, and the spy used by the rows sees its submission
+    (for "device": its Vulkan instance)."""
+    if op_name == "device":
+        created: list[int] = []
+        real_create = context._create_instance
+        monkeypatch.setattr(context, "_create_instance", lambda: created.append(1) or real_create())
+        with op(op_name)(**BASELINES[op_name]()) as dev:
+            assert created and not dev.closed
+        return
     submitted: list[int] = []
     real_run = Device.run
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import weakref
 from typing import Any
 
@@ -29,8 +30,10 @@ def _pattern(n: int) -> np.ndarray:
 
 def check_size(ctx: Context, nbytes: int, kind: str) -> None:
     """Validate a buffer request against the kind and the device's range limits."""
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ValueError(f"buffer kind must be one of {KINDS}, got {kind!r}")
+    if isinstance(nbytes, bool) or not isinstance(nbytes, numbers.Integral):
+        raise TypeError(f"buffer size (nbytes) must be an int, got {nbytes!r}")
     if nbytes <= 0:
         raise ValueError(f"buffer size must be positive, got {nbytes}")
     limit = "maxStorageBufferRange" if kind == "storage" else "maxUniformBufferRange"
@@ -58,13 +61,22 @@ def _memory_candidates(ctx: Context, type_bits: int) -> list[int]:
 
 
 def _release(ctx: Context, key: int, buffer: Any, memory: Any) -> None:
-    v = vk()
-    ctx.untrack(key)
-    if ctx.device is None:
+    """Destroy one buffer: from free(), Context.close, or the GC on whichever thread it runs."""
+    # A GC finalizer must never block on the device lock (its thread may hold another device's
+    # lock, or the GIL-ordered wait could deadlock): when the lock is taken, the holder runs it.
+    if not ctx.lock.acquire(blocking=False):
+        ctx.defer(lambda: _release(ctx, key, buffer, memory))
         return
-    v.vkUnmapMemory(ctx.device, memory)
-    v.vkDestroyBuffer(ctx.device, buffer, None)
-    v.vkFreeMemory(ctx.device, memory, None)
+    try:
+        if ctx.device is not None:
+            ctx.settle()  # the GPU may still read or write it
+            v = vk()
+            v.vkUnmapMemory(ctx.device, memory)
+            v.vkDestroyBuffer(ctx.device, buffer, None)
+            v.vkFreeMemory(ctx.device, memory, None)
+        ctx.untrack(key)
+    finally:
+        ctx.lock.release()
 
 
 class Buffer:
@@ -80,7 +92,6 @@ class Buffer:
 
     def __init__(self, ctx: Context, nbytes: int, *, kind: str = "storage", guard: bool = False) -> None:
         check_size(ctx, nbytes, kind)
-        v = vk()
         self.nbytes = int(nbytes)
         self.kind = kind
         self.guard = guard
@@ -88,9 +99,14 @@ class Buffer:
         align = max(ctx.limits["minStorageBufferOffsetAlignment"], ctx.limits["minUniformBufferOffsetAlignment"], 16)
         self.offset = _round_up(GUARD_BYTES, align) if guard else 0
         self._post = GUARD_BYTES if guard else 0
-        total = _round_up(self.offset + self.nbytes + self._post, 4)
-        self._total = total
+        self._total = _round_up(self.offset + self.nbytes + self._post, 4)
+        self._bytes: np.ndarray | None = None
+        with ctx.lock:
+            ctx.check_usable()
+            self._create(ctx, self._total)
 
+    def _create(self, ctx: Context, total: int) -> None:
+        v = vk()
         usage = (
             v.VK_BUFFER_USAGE_STORAGE_BUFFER_BIT
             | v.VK_BUFFER_USAGE_UNIFORM_BUFFER_BIT
@@ -99,18 +115,27 @@ class Buffer:
         )
         info = v.VkBufferCreateInfo(size=total, usage=usage, sharingMode=v.VK_SHARING_MODE_EXCLUSIVE)
         self.handle = check("vkCreateBuffer", v.vkCreateBuffer, ctx.device, info, None)
+        memory = None
+        finalizer: weakref.finalize | None = None
+        key = ctx.new_key()
         try:
-            self._memory = self._allocate(ctx, total)
+            memory = self._memory = self._allocate(ctx, total)
+            v.vkBindBufferMemory(ctx.device, self.handle, memory, 0)
+            mapped = v.vkMapMemory(ctx.device, memory, 0, total, 0)
+            finalizer = weakref.finalize(self, _release, ctx, key, self.handle, memory)
+            ctx.track(finalizer, key)
+            self._finalizer = finalizer
         except BaseException:
+            # nothing was submitted with it yet: destroy what exists (once) and pass the error on
+            if finalizer is not None:
+                finalizer.detach()
+            ctx.untrack(key)
+            if memory is not None:
+                v.vkFreeMemory(ctx.device, memory, None)
             v.vkDestroyBuffer(ctx.device, self.handle, None)
             raise
-        v.vkBindBufferMemory(ctx.device, self.handle, self._memory, 0)
-        mapped = v.vkMapMemory(ctx.device, self._memory, 0, total, 0)
-        self._bytes: np.ndarray | None = np.frombuffer(mapped, dtype=np.uint8, count=total)
-        key = ctx.new_key()
-        self._finalizer = weakref.finalize(self, _release, ctx, key, self.handle, self._memory)
-        ctx.track(self._finalizer, key)
-        if guard:
+        self._bytes = np.frombuffer(mapped, dtype=np.uint8, count=total)
+        if self.guard:
             self._bytes[: self.offset] = _pattern(self.offset)
             self._bytes[self.offset + self.nbytes :] = _pattern(total - self.offset - self.nbytes)
 
@@ -150,11 +175,13 @@ class Buffer:
 
     def read(self, dtype: Any = np.uint8) -> np.ndarray:
         """Return a copy of the user region viewed as ``dtype``."""
-        raw = self._alive()[self.offset : self.offset + self.nbytes]
         dt = np.dtype(dtype)
         if self.nbytes % dt.itemsize:
             raise ValueError(f"buffer of {self.nbytes} bytes is not a whole number of {dt} elements")
-        out: np.ndarray = raw.view(dt).copy()
+        # under the device lock: another thread cannot free the mapping (or close the device) mid-copy
+        with self._ctx.lock:
+            raw = self._alive()[self.offset : self.offset + self.nbytes]
+            out: np.ndarray = raw.view(dt).copy()
         return out
 
     def write(self, array: Any, offset: int = 0) -> None:
@@ -163,30 +190,37 @@ class Buffer:
         if offset < 0 or offset + data.size > self.nbytes:
             raise ValueError(f"writing {data.size} bytes at offset {offset} overflows a {self.nbytes}-byte buffer")
         start = self.offset + offset
-        self._alive()[start : start + data.size] = data
+        with self._ctx.lock:
+            self._alive()[start : start + data.size] = data
 
     def fill(self, byte: int) -> None:
-        """Set every byte of the user region to ``byte``."""
-        self._alive()[self.offset : self.offset + self.nbytes] = np.uint8(byte & 0xFF)
+        """Set every byte of the user region to ``byte`` (an int in [0, 255])."""
+        if isinstance(byte, bool) or not isinstance(byte, numbers.Integral) or not 0 <= int(byte) <= 255:
+            raise ValueError(f"fill must be a byte value, an int in [0, 255], got {byte!r}")
+        with self._ctx.lock:
+            self._alive()[self.offset : self.offset + self.nbytes] = np.uint8(int(byte))
 
     def check_guards(self, label: str = "") -> None:
         """Raise :class:`GuardBandError` naming the first corrupted canary byte."""
         if not self.guard:
             return
-        raw = self._alive()
-        before = raw[: self.offset]
+        with self._ctx.lock:
+            raw = self._alive()
+            before = raw[: self.offset].copy()
+            after = raw[self.offset + self.nbytes :].copy()
         bad = np.flatnonzero(before != _pattern(self.offset))
         if bad.size:
             raise GuardBandError(label, "before", int(bad[0]) - self.offset, self.nbytes)
-        after = raw[self.offset + self.nbytes :]
         bad = np.flatnonzero(after != _pattern(after.size))
         if bad.size:
             raise GuardBandError(label, "after", self.nbytes + int(bad[0]), self.nbytes)
 
     def free(self) -> None:
-        """Release the Vulkan objects now; further use raises.  Idempotent."""
-        self._bytes = None
-        self._finalizer()
+        """Release the Vulkan objects now (once the GPU is done with them); further use raises.
+        Idempotent; waits for a call another thread is making on the device."""
+        with self._ctx.lock:
+            self._bytes = None
+            self._finalizer()
 
     def __enter__(self) -> Buffer:
         return self

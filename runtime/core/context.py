@@ -1,21 +1,31 @@
-"""Vulkan instance / physical device / logical device setup.
+"""Vulkan instance / physical device / logical device setup, and the rules every user of them keeps.
 
 :class:`Context` owns the handles every other runtime module needs (device,
 queue, memory properties, limits) and knows how to tear them down.  It holds
 no pipelines or buffers itself; their owners register a release callback with
 :meth:`Context.track` so that :meth:`Context.close` can destroy them before the
 device goes away.
+
+Threads: every Vulkan call on a device, and every read or change of what it owns, happens under
+:attr:`Context.lock` (one re-entrant lock per device), so calls from many threads are serialized
+per device.  Work in flight: a submission marks :attr:`Context.in_flight` until its fence is
+waited for; :meth:`Context.settle` waits for it, and everything that frees or resets a Vulkan
+object calls it first, so nothing the GPU may still use is released, whatever exception
+(Ctrl-C included) cut the submitting call short.
 """
 
 from __future__ import annotations
 
 import itertools
+import numbers
 import os
+import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import DeviceNotFoundError
+from .errors import DeviceLostError, DeviceNotFoundError, DeviceSelectorError, ShaderkitError
 from .features import KNOWN_FEATURES, build_enable_chain, query_cooperative_matrix, query_features
 from .vkapi import check, vk
 
@@ -23,6 +33,11 @@ _DEVICE_TYPES = {0: "other", 1: "integrated_gpu", 2: "discrete_gpu", 3: "virtual
 # Lower is preferred when no selector is given.
 _TYPE_RANK = {"discrete_gpu": 0, "integrated_gpu": 1, "virtual_gpu": 2, "cpu": 3, "other": 4}
 UINT64_MAX = 0xFFFFFFFFFFFFFFFF
+ENV_SELECTOR = "SHADERKIT_DEVICE"
+# a device index spelled in ASCII digits only: str.isdigit() also says yes to '²' and '١'
+_INDEX = re.compile(r"[0-9]+")
+# waits for in-flight work retried this often when exceptions keep landing in the Python around them
+_SETTLE_ATTEMPTS = 100
 
 
 @dataclass(frozen=True)
@@ -88,45 +103,127 @@ def _device_extensions(physical: Any) -> frozenset[str]:
     return frozenset(_str(e.extensionName) for e in v.vkEnumerateDeviceExtensionProperties(physical, None))
 
 
-def _select(candidates: list[tuple[Any, Any]], selector: str | int | None) -> int:
+@dataclass(frozen=True)
+class Selector:
+    """A checked device selector: an index, a name substring, or None (the preferred device);
+    ``source`` names where it came from ("selector" or "SHADERKIT_DEVICE") for messages."""
+
+    value: int | str | None
+    source: str
+
+    def label(self) -> str:
+        return f"{self.source}={self.value!r}"
+
+
+def parse_selector(selector: Any) -> Selector:
+    """Check the ``selector`` argument, or ``$SHADERKIT_DEVICE`` when it is None, before any Vulkan call.
+
+    TypeError for a selector that is neither an int nor a str; DeviceSelectorError (a ValueError)
+    for a negative index, an empty name, or an environment value that looks like an index but is
+    not one in plain ASCII digits (``-1``, ``--1``, ``+2``, ``١``).
+    """
+    if selector is None:
+        env = os.environ.get(ENV_SELECTOR, "").strip()
+        return Selector(selector_from_text(env, ENV_SELECTOR) if env else None, ENV_SELECTOR)
+    if isinstance(selector, bool) or not isinstance(selector, (numbers.Integral, str)):
+        raise TypeError(
+            f"selector must be a device index (int), part of a device name (str) or None, got {selector!r}"
+        )
+    if isinstance(selector, str):
+        if not selector.strip():
+            raise DeviceSelectorError(f"selector={selector!r} is empty; give part of a device name or an index")
+        return Selector(selector, "selector")
+    if int(selector) < 0:
+        raise DeviceSelectorError(f"selector={int(selector)} is negative; device indices start at 0")
+    return Selector(int(selector), "selector")
+
+
+def selector_from_text(text: str, source: str) -> int | str:
+    """A selector typed as text (an environment variable, a ``--device`` option named ``source``):
+    an index when it is ASCII digits, else part of a device name.
+
+    DeviceSelectorError (a ValueError) naming ``source`` for text that looks like a number but is
+    not a plain index (``-1``, ``--1``, ``+2``, ``²``, ``١``): ``str.isdigit()`` + ``int()`` would
+    take some of these and choke on others.
+    """
+    text = text.strip()
+    if _INDEX.fullmatch(text):
+        return int(text)
+    digits = text.lstrip("+-")
+    if not text or digits != text or all(ch.isdigit() or ch.isdecimal() for ch in digits):
+        raise DeviceSelectorError(
+            f"{source}={text!r} is neither a device index (a non-negative number in ASCII digits 0-9) "
+            "nor part of a device name"
+        )
+    return text
+
+
+def parse_mask(mask_features: Any) -> frozenset[str]:
+    """Check ``mask_features``: a collection of feature names from :data:`KNOWN_FEATURES`.
+
+    A plain string is refused (TypeError) rather than taken for the collection of its characters.
+    """
+    if isinstance(mask_features, (str, bytes)) or not isinstance(mask_features, Iterable):
+        raise TypeError(
+            f"mask_features must be a collection of feature names, e.g. ['shaderFloat16'], got {mask_features!r}"
+        )
+    names = list(mask_features)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"mask_features must hold feature names (str), got {name!r}")
+    unknown = sorted(set(names) - set(KNOWN_FEATURES))
+    if unknown:
+        raise ValueError(f"mask_features: unknown feature(s) {unknown}; known features: {', '.join(KNOWN_FEATURES)}")
+    return frozenset(names)
+
+
+def _select(candidates: list[tuple[Any, Any]], selector: Selector) -> int:
     """Return the index into ``candidates`` ((physical, properties) pairs) to use."""
     names = [_str(p.deviceName) for _, p in candidates]
     if not candidates:
         raise DeviceNotFoundError("no Vulkan physical device found")
-    if selector is None:
-        env = os.environ.get("SHADERKIT_DEVICE", "").strip()
-        if env:
-            selector = int(env) if env.lstrip("-").isdigit() else env
-    if selector is None:
+    wanted = selector.value
+    if wanted is None:
         ranks = [_TYPE_RANK.get(_DEVICE_TYPES.get(p.deviceType, "other"), 9) for _, p in candidates]
         return min(range(len(candidates)), key=lambda i: (ranks[i], i))
-    if isinstance(selector, int):
-        if 0 <= selector < len(candidates):
-            return selector
-        raise DeviceNotFoundError(f"device index {selector} is out of range", names)
-    needle = selector.lower()
+    if isinstance(wanted, int):
+        if wanted < len(candidates):
+            return wanted
+        raise DeviceSelectorError(
+            f"{selector.label()}: device index {wanted} is out of range ({len(candidates)} device(s))", names
+        )
+    needle = wanted.lower()
     for i, name in enumerate(names):
         if needle in name.lower():
             return i
-    raise DeviceNotFoundError(f"no Vulkan device name contains {selector!r}", names)
+    raise DeviceSelectorError(f"{selector.label()}: no Vulkan device name contains {wanted!r}", names)
 
 
 class Context:
     """Owner of the Vulkan instance, logical device and compute queue."""
 
-    def __init__(self, selector: str | int | None, mask_features: Iterable[str]) -> None:
+    def __init__(self, selector: Any, mask_features: Any) -> None:
+        # arguments first: a bad one is refused before any Vulkan call
+        chosen = parse_selector(selector)
+        masked = parse_mask(mask_features)
         self.closed = False
+        # one per device: serializes submission, creation and destruction of children, close
+        self.lock = threading.RLock()
+        self.in_flight = False  # a submission whose completion nobody has waited for yet
+        self.lost: str | None = None  # why the device cannot be used any more
+        self._deferred: list[Callable[[], Any]] = []  # releases asked for while another thread held the lock
         self._tracked: dict[int, Callable[[], Any]] = {}
         self._ids = itertools.count()
-        self.instance, self.instance_api = _create_instance()
+        self.instance: Any = None
         self.device: Any = None
+        self.instance, self.instance_api = _create_instance()
         try:
-            self._open(selector, set(mask_features))
+            self._open(chosen, masked)
         except BaseException:
             self.close()
             raise
 
-    def _open(self, selector: str | int | None, masked: set[str]) -> None:
+    def _open(self, selector: Selector, masked: frozenset[str]) -> None:
         v = vk()
         physicals = list(v.vkEnumeratePhysicalDevices(self.instance))
         candidates = [(pd, v.vkGetPhysicalDeviceProperties(pd)) for pd in physicals]
@@ -232,26 +329,84 @@ class Context:
     def untrack(self, key: int) -> None:
         self._tracked.pop(key, None)
 
+    # -- the rules of use -------------------------------------------------------
+    def check_usable(self) -> None:
+        """Raise unless the device is open and not lost; call with :attr:`lock` held."""
+        if self.closed:
+            raise ShaderkitError(f"device {self.info.name!r} is closed")
+        if self.lost is not None:
+            raise DeviceLostError(f"device {self.info.name!r} cannot be used any more: {self.lost}; "
+                                  "close it and create a new Device")
+
+    def defer(self, release: Callable[[], Any]) -> None:
+        """Queue a release that could not take the lock (a finalizer run by the GC on some thread
+        while another thread holds the device); the next holder runs it (list.append is atomic)."""
+        self._deferred.append(release)
+
+    def run_deferred(self) -> None:
+        """Run the queued releases; call with :attr:`lock` held."""
+        while self._deferred:
+            self._deferred.pop()()
+
+    def settle(self) -> None:
+        """Return only once no submission of this device is in flight; call with :attr:`lock` held.
+
+        Waits with vkQueueWaitIdle (it also returns at once when a submission that was cut short
+        never reached the queue), uninterruptibly: an exception landing in the Python around the
+        wait (Ctrl-C, or any async exception) is held back, the wait retried (a bounded number of
+        times) and the first such exception re-raised once the queue is idle.  A failed wait (a lost
+        device) marks the device lost; its objects may then be destroyed.
+        """
+        if not self.in_flight:
+            return
+        held: BaseException | None = None
+        for _ in range(_SETTLE_ATTEMPTS):
+            try:
+                result = vk().lib.vkQueueWaitIdle(self.queue)
+                if result != 0:  # VK_SUCCESS; anything else is device loss or out of memory
+                    self.lost = f"vkQueueWaitIdle returned {result} while waiting for a submission"
+                self.in_flight = False
+                break
+            except BaseException as exc:  # held back until the queue is idle, then re-raised
+                held = held or exc
+        if held is not None:  # (also when every attempt was cut short: in_flight stays set, so the
+            raise held        # next release settles again)
+
     def wait_idle(self) -> None:
-        if self.device is not None:
-            vk().vkDeviceWaitIdle(self.device)
+        with self.lock:
+            self.settle()
+            if self.device is not None:
+                vk().vkDeviceWaitIdle(self.device)
 
     def close(self) -> None:
-        """Destroy tracked children (newest first), then the device and instance."""
-        if self.closed:
-            return
-        self.closed = True
-        v = vk()
-        if self.device is not None:
-            try:
-                v.vkDeviceWaitIdle(self.device)
-            except Exception:  # a lost device must still be torn down
-                pass
-            while self._tracked:
-                _key, release = self._tracked.popitem()
-                release()
-            v.vkDestroyDevice(self.device, None)
-            self.device = None
-        if self.instance is not None:
-            v.vkDestroyInstance(self.instance, None)
-            self.instance = None
+        """Destroy tracked children (newest first), then the device and instance.
+
+        Waits for any call another thread is making on the device, then for the GPU.
+        """
+        held: BaseException | None = None
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            v = vk()
+            if self.device is not None:
+                try:
+                    self.settle()
+                except BaseException as exc:  # a lost device must still be torn down; Ctrl-C waits for it
+                    held = exc
+                try:
+                    v.vkDeviceWaitIdle(self.device)
+                except Exception:  # likewise
+                    pass
+                self.in_flight = False
+                self.run_deferred()
+                while self._tracked:
+                    _key, release = self._tracked.popitem()
+                    release()
+                v.vkDestroyDevice(self.device, None)
+                self.device = None
+            if self.instance is not None:
+                v.vkDestroyInstance(self.instance, None)
+                self.instance = None
+        if held is not None and not isinstance(held, Exception):
+            raise held

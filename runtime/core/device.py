@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import numbers
 import threading
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
@@ -12,10 +13,10 @@ import numpy as np
 
 from .buffers import Buffer
 from .context import Context, DeviceInfo
-from .dispatch import Runner, Step
-from .errors import LimitExceededError, ShaderkitError
+from .dispatch import Runner, Step, group_counts, split_groups
+from .errors import LimitExceededError
 from .manifest import VariantEntry
-from .pipelines import Pipeline, PipelineFactory
+from .pipelines import WORKGROUP_BASE, Pipeline, PipelineFactory
 
 __all__ = ["Buffer", "Device", "DeviceInfo", "Pipeline", "Step", "default_device"]
 
@@ -24,10 +25,16 @@ class Device:
     """A Vulkan device with one compute queue, ready to run manifest variants.
 
     ``selector`` is a device index or a case-insensitive substring of its
-    name; ``None`` means ``$SHADERKIT_DEVICE`` if set, else the first discrete
-    GPU, else integrated, else whatever is left (e.g. lavapipe).
-    ``mask_features`` hides features from :attr:`info` and from the created
-    device, to exercise fallback paths.
+    name; ``None`` means ``$SHADERKIT_DEVICE`` if set (an index in ASCII digits
+    or part of a name), else the first discrete GPU, else integrated, else
+    whatever is left (e.g. lavapipe).  ``mask_features`` (a collection of names
+    from ``runtime.core.features.KNOWN_FEATURES``) hides features from
+    :attr:`info` and from the created device, to exercise fallback paths.
+
+    Every method may be called from any thread: calls on one Device are serialized
+    (one lock per device, held while a call records, submits and waits, or creates or
+    destroys something); host-side work of the ops (checks, packing) runs outside it.
+    For parallel work on one GPU use one Device per thread.
     """
 
     def __init__(self, selector: str | int | None = None, *, mask_features: Iterable[str] = ()) -> None:
@@ -35,7 +42,7 @@ class Device:
         self.info: DeviceInfo = self._ctx.info
         try:
             self._pipelines = PipelineFactory(self._ctx, self.info.features)
-            self._runner = Runner(self._ctx)
+            self._runner = Runner(self._ctx, self._pipelines)
         except BaseException:
             self._ctx.close()
             raise
@@ -56,8 +63,9 @@ class Device:
         self.close()
 
     def _live(self) -> Context:
-        if self._ctx.closed:
-            raise ShaderkitError(f"device {self.info.name!r} is closed")
+        """The context, if open (a quick check; every Vulkan call re-checks under the lock)."""
+        with self._ctx.lock:
+            self._ctx.check_usable()
         return self._ctx
 
     # -- queries ----------------------------------------------------------------
@@ -111,9 +119,25 @@ class Device:
             )
         return self._pipelines.get(variant, spec)
 
+    def check_dispatch(self, variant: VariantEntry, groups: Sequence[int], what: str = "") -> None:
+        """Raise LimitExceededError (a ValueError) naming ``what`` if ``groups`` workgroups of
+        ``variant`` cannot be dispatched here: an axis over maxComputeWorkGroupCount that the variant
+        cannot split (it declares no WORKGROUP_BASE_* spec constant for it), invocation ids past
+        uint32, or too many pieces.  Lets an op refuse a call in its own terms before packing.
+        """
+        if not isinstance(variant, VariantEntry):
+            raise TypeError(f"variant must be a VariantEntry, got {variant!r}")
+        counts = group_counts(groups, what or variant.name)
+        local = [max(1, int(x or 1)) for x in variant.local_size]
+        splittable = [variant.spec_constant(name) is not None for name in WORKGROUP_BASE]
+        split_groups(variant.name, counts, local, self.info.limits["maxComputeWorkGroupCount"], splittable, what)
+
     def alloc(self, nbytes: int, *, kind: str = "storage", guard: bool = False, fill: int | None = None) -> Buffer:
         """Allocate a host-visible buffer; contents are undefined unless ``fill`` (a byte) is given."""
-        buf = Buffer(self._live(), int(nbytes), kind=kind, guard=guard)
+        if fill is not None and (isinstance(fill, bool) or not isinstance(fill, numbers.Integral)
+                                 or not 0 <= int(fill) <= 255):
+            raise ValueError(f"fill must be a byte value, an int in [0, 255], got {fill!r}")
+        buf = Buffer(self._live(), nbytes, kind=kind, guard=bool(guard))
         if fill is not None:
             buf.fill(fill)
         return buf
@@ -121,7 +145,7 @@ class Device:
     def upload(self, array: np.ndarray, *, kind: str = "storage", guard: bool = False) -> Buffer:
         """Allocate a buffer holding a copy of ``array``'s bytes."""
         data = np.ascontiguousarray(array)
-        buf = Buffer(self._live(), data.nbytes, kind=kind, guard=guard)
+        buf = Buffer(self._live(), data.nbytes, kind=kind, guard=bool(guard))
         buf.write(data)
         return buf
 
@@ -133,27 +157,29 @@ class Device:
         """
         kinds = ("tracked", "buffers", "pipelines", "shader_modules", "pipeline_layouts", "descriptor_pools",
                  "query_pools")
-        if self.closed:
-            return dict.fromkeys(kinds, 0)
-        tracked = list(self._ctx._tracked.values())
-        counts = (
-            len(tracked),
-            sum(isinstance(release, weakref.finalize) for release in tracked),  # Buffer registers its finalizer
-            self._pipelines.cached,
-            len(self._pipelines._modules),
-            len(self._pipelines._layouts),
-            int(self._runner._desc_pool is not None),
-            int(self._runner._query_pool is not None),
-        )
+        with self._ctx.lock:
+            if self.closed:
+                return dict.fromkeys(kinds, 0)
+            tracked = list(self._ctx._tracked.values())
+            counts = (
+                len(tracked),
+                sum(isinstance(release, weakref.finalize) for release in tracked),  # Buffer registers its finalizer
+                self._pipelines.cached,
+                len(self._pipelines._modules),
+                len(self._pipelines._layouts),
+                int(self._runner._desc_pool is not None),
+                int(self._runner._query_pool is not None),
+            )
         return dict(zip(kinds, counts, strict=True))
 
     def run(self, steps: Sequence[Step], *, timestamps: bool = False) -> list[float] | None:
         """Record ``steps`` into one command buffer (barriers in between), submit and wait.
 
-        With ``timestamps=True`` returns the GPU time of each step in seconds.
+        With ``timestamps=True`` returns the GPU time of each step in seconds.  Safe from any
+        thread (runs are serialized per device); an exception, Ctrl-C included, that cuts the call
+        short after the submission returns only once the GPU has finished with everything it used.
         """
-        self._live()
-        return self._runner.run(steps, timestamps)
+        return self._runner.run(steps, bool(timestamps))
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else self.info.device_type

@@ -1,7 +1,18 @@
-"""Recording and submitting a sequence of dispatches (:class:`Step`)."""
+"""Recording and submitting a sequence of dispatches (:class:`Step`).
+
+A step whose workgroup count goes over ``maxComputeWorkGroupCount`` on some axis is recorded as
+several dispatches (no barrier between them: they are one dispatch cut in pieces), provided its
+shader declares the ``WORKGROUP_BASE_*`` spec constants of that axis (see
+:data:`runtime.core.pipelines.WORKGROUP_BASE`): each piece is the pipeline specialized to the
+piece's first workgroup, so ``WORKGROUP_ID`` / ``GLOBAL_ID`` stay global while
+``gl_NumWorkGroups`` is the piece's count.  (``vkCmdDispatchBase`` cannot do this: Vulkan
+requires base + count <= maxComputeWorkGroupCount, VUID-vkCmdDispatchBase-groupCountX-00424.)
+"""
 
 from __future__ import annotations
 
+import itertools
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,8 +24,13 @@ from .context import UINT64_MAX, Context
 from .errors import LimitExceededError, ShaderkitError
 from .glsl_types import element_dtype, pack_push_constants
 from .manifest import Binding
-from .pipelines import Pipeline
+from .pipelines import WORKGROUP_BASE, Pipeline, PipelineFactory
 from .vkapi import check, vk
+
+UINT32_MAX = 0xFFFFFFFF
+# pieces one split dispatch may be cut into (each is a pipeline compiled once and cached); far
+# more than any dispatch over buffers within maxStorageBufferRange needs
+MAX_PIECES = 1024
 
 
 @dataclass
@@ -35,6 +51,64 @@ class _Prepared:
     push: bytes
     # (binding number, descriptor kind "storage"/"uniform", buffer)
     bindings: list[tuple[int, str, Buffer]]
+    # what is recorded: (pipeline, group counts) per piece; one piece unless the step was split
+    pieces: list[tuple[Pipeline, tuple[int, int, int]]] = field(default_factory=list)
+
+
+def _pieces(count: int, limit: int) -> list[tuple[int, int]]:
+    """(first workgroup, workgroups) of the pieces of one axis."""
+    if count <= limit:
+        return [(0, count)]
+    return [(base, min(limit, count - base)) for base in range(0, count, limit)]
+
+
+def split_groups(
+    variant_name: str, groups: Sequence[int], local_size: Sequence[int], limits: Sequence[int],
+    splittable: Sequence[bool], what: str = "",
+) -> list[tuple[tuple[int, int, int], tuple[int, int, int]]]:
+    """The pieces (base, counts) a dispatch of ``groups`` workgroups is recorded as.
+
+    LimitExceededError (a ValueError) when it cannot run: an axis over its limit whose shader
+    declares no workgroup base, invocation ids past uint32, or more than :data:`MAX_PIECES` pieces.
+    ``what`` names the dispatch in the message.
+    """
+    label = what or variant_name
+    for axis in range(3):
+        if groups[axis] > limits[axis] and not splittable[axis]:
+            raise LimitExceededError(
+                f"maxComputeWorkGroupCount[{axis}]", groups[axis], limits[axis],
+                f"{label} groups (variant {variant_name!r} declares no {WORKGROUP_BASE[axis]}, so its dispatch "
+                "cannot be split)",
+            )
+        if groups[axis] * local_size[axis] > UINT32_MAX + 1:
+            raise LimitExceededError(
+                f"invocations along {'xyz'[axis]} (uint32 ids)", groups[axis] * local_size[axis], UINT32_MAX + 1,
+                f"{label} groups",
+            )
+    per_axis = [_pieces(groups[axis], limits[axis]) for axis in range(3)]
+    count = len(per_axis[0]) * len(per_axis[1]) * len(per_axis[2])
+    if count > MAX_PIECES:
+        raise LimitExceededError("pieces of a split dispatch", count, MAX_PIECES, f"{label} groups {tuple(groups)}")
+    return [
+        ((x[0], y[0], z[0]), (x[1], y[1], z[1])) for x, y, z in itertools.product(*per_axis)
+    ]
+
+
+def group_counts(groups: Any, what: str) -> tuple[int, int, int]:
+    """`groups` (1 to 3 non-negative ints) as (x, y, z); ValueError/TypeError naming ``what``."""
+    if isinstance(groups, np.ndarray):
+        groups = groups.tolist() if groups.ndim == 1 else groups
+    if isinstance(groups, (str, bytes)) or not isinstance(groups, Sequence) or not 1 <= len(groups) <= 3:
+        raise ValueError(f"{what}: groups must be 1 to 3 ints, got {groups!r}")
+    out = []
+    for g in groups:
+        if isinstance(g, bool) or not isinstance(g, numbers.Integral):
+            raise TypeError(f"{what}: groups must hold ints, got {groups!r}")
+        if not 0 <= int(g) <= UINT32_MAX:
+            raise ValueError(f"{what}: group counts must be in [0, {UINT32_MAX}], got {groups!r}")
+        out.append(int(g))
+    out += [1] * (3 - len(out))
+    return out[0], out[1], out[2]
 
 
 def check_array(variant: str, binding: Binding, array: np.ndarray) -> None:
@@ -73,11 +147,17 @@ def check_array(variant: str, binding: Binding, array: np.ndarray) -> None:
 
 
 class Runner:
-    """Owns the command buffer, fence and descriptor/query pools used by :meth:`run`."""
+    """Owns the command buffer, fence and descriptor/query pools used by :meth:`run`.
 
-    def __init__(self, ctx: Context) -> None:
+    One per device, used under the device lock (:attr:`Context.lock`): runs from many threads are
+    serialized.  Between runs nothing of it is in flight (every run settles before returning, see
+    :meth:`Context.settle`), so each run starts by resetting the fence and the descriptor pool.
+    """
+
+    def __init__(self, ctx: Context, pipelines: PipelineFactory | None = None) -> None:
         v = vk()
         self._ctx = ctx
+        self._pipelines = pipelines  # specializes the pieces of split dispatches
         device = ctx.device
         pool_info = v.VkCommandPoolCreateInfo(
             flags=v.VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT, queueFamilyIndex=ctx.queue_family
@@ -108,7 +188,7 @@ class Runner:
             srcAccessMask=v.VK_ACCESS_SHADER_WRITE_BIT, dstAccessMask=v.VK_ACCESS_HOST_READ_BIT
         )
         self._cmds = [self._cmd]
-        self._submit = v.VkSubmitInfo(commandBufferCount=1, pCommandBuffers=self._cmds)
+        self._submit_info = v.VkSubmitInfo(commandBufferCount=1, pCommandBuffers=self._cmds)
         self._fences = [fence]
 
     # -- pools ------------------------------------------------------------------
@@ -168,6 +248,14 @@ class Runner:
             self._ctx.untrack(self._desc_key)
         self._desc_pool, self._desc_key = None, None
 
+    def _reset(self) -> None:
+        """Fence unsignaled, every descriptor set returned: valid only with nothing in flight."""
+        v = vk()
+        device = self._ctx.device
+        v.vkResetFences(device, 1, self._fences)
+        if self._desc_pool is not None:
+            v.vkResetDescriptorPool(device, self._desc_pool, 0)
+
     def _queries(self, count: int) -> Any:
         v = vk()
         ctx = self._ctx
@@ -191,21 +279,17 @@ class Runner:
     # -- validation -------------------------------------------------------------
     def _prepare(self, index: int, step: Step, temps: list[Buffer]) -> _Prepared:
         ctx = self._ctx
+        if not isinstance(step, Step):
+            raise TypeError(f"step {index}: expected a Step, got {type(step).__name__}")
         p = step.pipeline
         if not isinstance(p, Pipeline) or p.ctx is not ctx:
             raise ValueError(f"step {index}: pipeline does not belong to this device")
-        given = [int(g) for g in step.groups]
-        if len(given) > 3:
-            raise ValueError(f"step {index} ({p.name}): groups must have at most 3 entries, got {given}")
-        groups = [*given, 1, 1, 1][:3]
-        max_groups = ctx.limits["maxComputeWorkGroupCount"]
-        for axis, count in enumerate(groups):
-            if count < 0:
-                raise ValueError(f"step {index} ({p.name}): negative group count {groups}")
-            if count > max_groups[axis]:
-                raise LimitExceededError(
-                    f"maxComputeWorkGroupCount[{axis}]", count, max_groups[axis], f"step {index} ({p.name}) groups"
-                )
+        groups = group_counts(step.groups, f"step {index} ({p.name})")
+        pieces = self._split(p, groups, f"step {index} ({p.name})")
+        if not isinstance(step.buffers, Mapping):
+            raise TypeError(f"step {index} ({p.name}): buffers must be a mapping of binding -> Buffer or array")
+        if not isinstance(step.push, Mapping):
+            raise TypeError(f"step {index} ({p.name}): push must be a mapping of member name -> value")
         push = b""
         if p.push_size:
             push = pack_push_constants(p.push_layout, step.push, p.push_size, p.name)
@@ -240,29 +324,49 @@ class Runner:
             else:
                 raise ValueError(f"{label}: expected a Buffer or numpy array, got {type(value).__name__}")
             bound.append((number, kind, buf))
-        return _Prepared(p, (groups[0], groups[1], groups[2]), push, bound)
+        return _Prepared(p, groups, push, bound, pieces)
+
+    def _split(
+        self, p: Pipeline, groups: tuple[int, int, int], what: str
+    ) -> list[tuple[Pipeline, tuple[int, int, int]]]:
+        limits = self._ctx.limits["maxComputeWorkGroupCount"]
+        if all(g <= m for g, m in zip(groups, limits, strict=True)):
+            return [(p, groups)]
+        splittable = [self._pipelines is not None and p.variant.spec_constant(name) is not None
+                      for name in WORKGROUP_BASE]
+        pieces = split_groups(p.name, groups, p.local_size, limits, splittable, what)
+        assert self._pipelines is not None
+        return [(self._pipelines.rebased(p, base), counts) for base, counts in pieces]
 
     # -- the run ----------------------------------------------------------------
     def run(self, steps: Sequence[Step], timestamps: bool = False) -> list[float] | None:
-        if not steps:
-            return [] if timestamps else None
-        temps: list[Buffer] = []
-        try:
-            prepared = [self._prepare(i, s, temps) for i, s in enumerate(steps)]
-            query_pool = self._queries(2 * len(prepared)) if timestamps else None
-            sets = self._descriptor_sets(prepared)
+        if isinstance(steps, Step) or not isinstance(steps, Sequence):
+            raise TypeError(f"steps must be a sequence (list) of Step, got {type(steps).__name__}")
+        ctx = self._ctx
+        with ctx.lock:
+            ctx.check_usable()
+            ctx.settle()  # a no-op unless an earlier call was torn down before it could
+            ctx.run_deferred()
+            if not steps:
+                return [] if timestamps else None
+            temps: list[Buffer] = []
             try:
+                prepared = [self._prepare(i, s, temps) for i, s in enumerate(steps)]
+                query_pool = self._queries(2 * len(prepared)) if timestamps else None
+                self._reset()
+                sets = self._descriptor_sets(prepared)
                 self._record(prepared, sets, query_pool)
                 self._submit_and_wait()
                 if query_pool is not None:
                     return self._read_timestamps(query_pool, len(prepared))
                 return None
             finally:
-                # Resetting returns every set at once; no per-run leak of sets.
-                vk().vkResetDescriptorPool(self._ctx.device, self._desc_pool, 0)
-        finally:
-            for buf in temps:
-                buf.free()
+                # Whatever cut the call short (Ctrl-C landing between submit and wait included):
+                # wait for the GPU before the temporaries go; the pool and fence are reset by the
+                # next run, once nothing is in flight.
+                ctx.settle()
+                for buf in temps:
+                    buf.free()
 
     def _record(self, prepared: list[_Prepared], sets: Any, query_pool: Any) -> None:
         v = vk()
@@ -276,27 +380,38 @@ class Runner:
         for i, p in enumerate(prepared):
             if i:
                 v.vkCmdPipelineBarrier(cmd, stage, stage, 0, 1, self._barrier, 0, None, 0, None)
-            v.vkCmdBindPipeline(cmd, compute, p.pipeline.handle)
-            v.vkCmdBindDescriptorSets(cmd, compute, p.pipeline.layout, 0, 1, [sets[i]], 0, None)
-            if p.push:
-                data = v.ffi.from_buffer(p.push)
-                v.vkCmdPushConstants(cmd, p.pipeline.layout, v.VK_SHADER_STAGE_COMPUTE_BIT, 0, len(p.push), data)
             if query_pool is not None:
                 v.vkCmdWriteTimestamp(cmd, v.VK_PIPELINE_STAGE_TOP_OF_PIPE_BIT, query_pool, 2 * i)
-            v.vkCmdDispatch(cmd, *p.groups)
+            # the pieces of a split step share one layout, set and push values: no barrier between them
+            for pipeline, groups in p.pieces or [(p.pipeline, p.groups)]:
+                v.vkCmdBindPipeline(cmd, compute, pipeline.handle)
+                v.vkCmdBindDescriptorSets(cmd, compute, pipeline.layout, 0, 1, [sets[i]], 0, None)
+                if p.push:
+                    data = v.ffi.from_buffer(p.push)
+                    v.vkCmdPushConstants(cmd, pipeline.layout, v.VK_SHADER_STAGE_COMPUTE_BIT, 0, len(p.push), data)
+                v.vkCmdDispatch(cmd, *groups)
             if query_pool is not None:
                 v.vkCmdWriteTimestamp(cmd, v.VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, query_pool, 2 * i + 1)
         v.vkCmdPipelineBarrier(cmd, stage, v.VK_PIPELINE_STAGE_HOST_BIT, 0, 1, self._host_barrier, 0, None, 0, None)
         check("vkEndCommandBuffer", v.vkEndCommandBuffer, cmd)
 
     def _submit_and_wait(self) -> None:
+        ctx = self._ctx
+        # set before the call: an exception inside it (a KeyboardInterrupt landing after the driver
+        # returned) leaves unknown whether the work is queued, and settle() finds out
+        ctx.in_flight = True
+        self._submit()
+        self._wait()
+        ctx.in_flight = False
+
+    def _submit(self) -> None:
         v = vk()
         ctx = self._ctx
-        check("vkQueueSubmit", v.vkQueueSubmit, ctx.queue, 1, self._submit, self._fence)
-        try:
-            check("vkWaitForFences", v.vkWaitForFences, ctx.device, 1, self._fences, v.VK_TRUE, UINT64_MAX)
-        finally:
-            v.vkResetFences(ctx.device, 1, self._fences)
+        check("vkQueueSubmit", v.vkQueueSubmit, ctx.queue, 1, self._submit_info, self._fence)
+
+    def _wait(self) -> None:
+        v = vk()
+        check("vkWaitForFences", v.vkWaitForFences, self._ctx.device, 1, self._fences, v.VK_TRUE, UINT64_MAX)
 
     def _read_timestamps(self, query_pool: Any, count: int) -> list[float]:
         v = vk()

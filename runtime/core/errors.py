@@ -28,6 +28,15 @@ class DeviceNotFoundError(ShaderkitError):
         super().__init__("\n".join(lines))
 
 
+class DeviceSelectorError(DeviceNotFoundError, ValueError):
+    """The device selector (``Device(selector)`` or ``$SHADERKIT_DEVICE``) is malformed or matches
+    no device: a bad value, hence also a ValueError."""
+
+
+class DeviceLostError(ShaderkitError):
+    """The device was lost (or work on it could not be waited for); create a new Device."""
+
+
 class MissingFeatureError(ShaderkitError):
     """The device lacks (or was told to hide) a feature that a variant needs."""
 

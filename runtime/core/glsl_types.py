@@ -3,6 +3,7 @@ buffer dtype validation, driven only by the manifest's type strings."""
 
 from __future__ import annotations
 
+import numbers
 import re
 import struct
 from collections.abc import Mapping, Sequence
@@ -126,11 +127,16 @@ def pack_value(type_name: str, value: Any, what: str) -> bytes:
 
 
 def _coerce(code: str, v: Any) -> Any:
+    # numbers only: float("1.5") / int("12") would quietly accept text
+    if not isinstance(v, (numbers.Real, np.bool_)):
+        raise TypeError(f"expected a number, got {type(v).__name__}")
     if code in "efd":
         return float(v)
-    if isinstance(v, (float, np.floating)) and not float(v).is_integer():
+    if isinstance(v, (numbers.Integral, np.bool_)):
+        return int(v)
+    if not float(v).is_integer():
         raise TypeError(f"non-integer {v!r} for an integer type")
-    return int(v)
+    return int(float(v))
 
 
 def pack_push_constants(layout: PushConstants | None, values: Mapping[str, Any], size: int, variant: str) -> bytes:

@@ -41,7 +41,7 @@ W=0, H=1, C=2, N=3):
 
 * bits 0-15: dim order, nibble i = WHCN index of the i-th *fastest* dim
 * bits 16-19: packed dim
-* bits 20-23: outer packed dim (= packed dim when the layout has none)
+* bits 20-23: outer packed dim (W = 0 when the layout has none, as upstream)
 * bits 24-27: packed block size
 * bits 28-31: outer block size (1 when none)
 
@@ -49,10 +49,10 @@ BufferMetadata
 --------------
 :func:`buffer_metadata` builds the std140 uniform block (104 bytes, all little-endian u32)::
 
-    uvec4 sizes[2];      // offset  0: logical sizes W, H, C, N, then 0, 0, 0, 0
-    uvec4 dim_order[2];  // offset 32: WHCN indices of the dims, fastest -> slowest, then zeros
-    uvec4 strides[2];    // offset 64: block strides (in blocks) for W, H, C, N, then zeros
-    uvec2 ndim_numel;    // offset 96: (4, N*C*H*W)
+    uvec4 sizes[2];      // offset  0: logical sizes W, H, C, N, then 1, 1, 1, 1
+    uvec4 dim_order[2];  // offset 32: WHCN indices of the dims, fastest -> slowest, then 4, 5, 6, 7
+    uvec4 strides[2];    // offset 64: block strides (in blocks) for W, H, C, N, then numel x 4
+    uvec2 ndim_numel;    // offset 96: (4, numel), numel = padded element count (whole blocks)
 
 Float tensors
 -------------
@@ -316,7 +316,9 @@ class Layout:
         value = 0
         for i, d in enumerate(reversed(self.order)):
             value |= WHCN_INDEX[d] << (4 * i)
-        outer = self.outer_dim if self.outer_dim is not None else self.packed_dim
+        # upstream puts W (0) in the outer nibble of a layout without an outer block; the shaders
+        # read it only together with OUTER_BLOCK = 1, so any dim gives the same offsets
+        outer = self.outer_dim if self.outer_dim is not None else "W"
         value |= WHCN_INDEX[self.packed_dim] << 16
         value |= WHCN_INDEX[outer] << 20
         value |= self.block << 24
@@ -337,14 +339,17 @@ def builtin_layout(name: str) -> Layout:
 
 
 def buffer_metadata(layout: Layout, shape: Sequence[int]) -> bytes:
-    """The std140 BufferMetadata uniform (104 bytes) for ``layout`` and NCHW ``shape``."""
+    """The std140 BufferMetadata uniform (104 bytes) for ``layout`` and NCHW ``shape``, byte for byte
+    what upstream fills: the 4 used entries of each array in WHCN order, then unused `sizes` 1,
+    unused `dim_order` their own index, unused `strides` the padded element count; `ndim_numel` =
+    (4, padded element count), padding being the layout's blocks (:meth:`Layout.slots`)."""
     n, c, h, w = _check_shape(shape)
-    numel = n * c * h * w
+    numel = layout.slots((n, c, h, w))
     if numel >= 1 << 32:
-        raise ValueError(f"shape {shape} has {numel} elements, more than a uint can count")
-    sizes = (w, h, c, n, 0, 0, 0, 0)
-    dim_order = (*(WHCN_INDEX[d] for d in reversed(layout.order)), 0, 0, 0, 0)
-    strides = (*layout.strides_whcn(shape), 0, 0, 0, 0)
+        raise ValueError(f"shape {shape} has {numel} padded elements, more than a uint can count")
+    sizes = (w, h, c, n, 1, 1, 1, 1)
+    dim_order = (*(WHCN_INDEX[d] for d in reversed(layout.order)), 4, 5, 6, 7)
+    strides = (*layout.strides_whcn(shape), numel, numel, numel, numel)
     data = struct.pack("<8I8I8I2I", *sizes, *dim_order, *strides, 4, numel)
     assert len(data) == METADATA_SIZE
     return data

@@ -8,6 +8,7 @@ manifest fails here with the entry and key at fault instead of as a KeyError far
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -133,7 +134,8 @@ class VariantEntry:
         """
         r = _Reader(doc, where)
         name = r.text("name")
-        r.where = f"{where}: variant {name!r}"
+        if "variant" not in where:
+            r.where = f"{where}: variant {name!r}"
         push_doc = r.get("push_constants", None)
         push = None
         if push_doc is not None:
@@ -255,8 +257,7 @@ class Manifest:
         try:
             return self.variants[name]
         except (KeyError, TypeError):
-            stem = str(name).split("_")[0]
-            close = [n for n in self.variants if stem and stem in n][:8]
+            close = difflib.get_close_matches(str(name), list(self.variants), n=8, cutoff=0.6)
             raise ValueError(
                 f"unknown variant {name!r} (not in {self.path}); known ones include: {', '.join(close) or 'none'}"
             ) from None
@@ -301,7 +302,7 @@ def parse_manifest(raw: bytes, path: Path) -> Manifest:
         raise ManifestError(f"{path}: 'variants' must be an object; {fix}")
     entries = {}
     for key, entry in variants.items():
-        parsed = VariantEntry.from_json(entry, path.parent, f"{path}")
+        parsed = VariantEntry.from_json(entry, path.parent, f"{path}: variant {key!r}")
         if parsed.name != key:
             raise ManifestError(f"{path}: entry {key!r} is named {parsed.name!r}; {fix}")
         entries[key] = parsed

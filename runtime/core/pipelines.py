@@ -16,6 +16,10 @@ from .manifest import Binding, PushConstants, VariantEntry
 from .vkapi import check, vk
 
 _AXES = ("x", "y", "z")
+# Spec constants (uint, default 0) through which a template lets a dispatch over
+# maxComputeWorkGroupCount be split: its workgroup ids are gl_WorkGroupID + WORKGROUP_BASE_*
+# (the WORKGROUP_ID / GLOBAL_ID macros of templates/include/common.glsl.j2).
+WORKGROUP_BASE = ("WORKGROUP_BASE_X", "WORKGROUP_BASE_Y", "WORKGROUP_BASE_Z")
 
 
 @dataclass(eq=False)
@@ -37,6 +41,8 @@ class Pipeline:
     layout: Any = field(repr=False)
     set_layout: Any = field(repr=False)
     ctx: Context = field(repr=False)
+    # the spec values as asked for (names or ids), to specialize the same pipeline again
+    given_spec: dict[Any, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -74,21 +80,46 @@ class PipelineFactory:
         ctx.track(lambda: v.vkDestroyPipelineCache(device, cache, None))
 
     def get(self, variant: VariantEntry, spec: Mapping[Any, Any] | None) -> Pipeline:
+        """The cached pipeline for ``variant`` specialized with ``spec``, created on first use.
+
+        Safe from any thread: the caches and the creation run under the device lock.
+        """
         if not isinstance(variant, VariantEntry):
             raise TypeError(f"expected a VariantEntry (runtime.load_manifest().variant(name)), got {variant!r}")
+        if spec is not None and not isinstance(spec, Mapping):
+            raise TypeError(f"{variant.name}: spec must be a mapping of constant name (or id) -> value, got {spec!r}")
         name = variant.name
         for feature in variant.features:
             if not self._features.get(feature, False):
                 raise MissingFeatureError(feature, name)
         # numpy scalars -> Python values so that equal specs share one cache key.
         spec = {k: (v.item() if hasattr(v, "item") else v) for k, v in (spec or {}).items()}
-        key = (name, variant.sha256, tuple(sorted(spec.items(), key=lambda kv: (str(type(kv[0])), kv[0]))))
-        cached = self._pipelines.get(key)
-        if cached is not None:
-            return cached
-        pipeline = self._create(name, variant, spec)
-        self._pipelines[key] = pipeline
-        return pipeline
+        try:
+            key = (name, variant.sha256, tuple(sorted(spec.items(), key=lambda kv: (str(type(kv[0])), kv[0]))))
+            hash(key)
+        except TypeError as exc:
+            raise TypeError(f"{name}: spec constant names and values must be hashable scalars, got {spec!r}") from exc
+        with self._ctx.lock:
+            self._ctx.check_usable()
+            cached = self._pipelines.get(key)
+            if cached is not None:
+                return cached
+            pipeline = self._create(name, variant, spec)
+            self._pipelines[key] = pipeline
+            return pipeline
+
+    def rebased(self, pipeline: Pipeline, base: tuple[int, int, int]) -> Pipeline:
+        """``pipeline`` with its workgroup-base spec constants (see :data:`WORKGROUP_BASE`) set to
+        ``base``: the piece of a split dispatch whose first workgroup is ``base``."""
+        spec = dict(pipeline.given_spec)
+        for axis, name in enumerate(WORKGROUP_BASE):
+            const = pipeline.variant.spec_constant(name)
+            if const is not None:
+                spec.pop(const.id, None)  # given by id: replaced by name
+                spec[name] = base[axis]
+            elif base[axis]:
+                raise ValueError(f"{pipeline.name}: cannot offset axis {_AXES[axis]} (no {name} spec constant)")
+        return self.get(pipeline.variant, spec)
 
     # -- pieces -------------------------------------------------------------
     def _module(self, name: str, variant: VariantEntry) -> Any:
@@ -170,9 +201,10 @@ class PipelineFactory:
         axis_names = {f"local_size_{_AXES[a]}": a for a in range(3) if spec_ids[a] is not None}
         entries: dict[int, bytes] = {}
         given_by_id: dict[int, Any] = {}
+        axis_ids = {int(i) for i in spec_ids if i is not None}
         for key, value in spec.items():
-            if isinstance(key, str) and key in axis_names:
-                continue
+            if (isinstance(key, str) and key in axis_names) or (type(key) is int and key in axis_ids):
+                continue  # a local-size axis (by name or spec id): resolved below
             const = variant.spec_constant(key)
             if const is None:
                 known = sorted({c.name for c in variant.spec_constants if c.name} | set(axis_names))
@@ -191,6 +223,8 @@ class PipelineFactory:
             const = variant.spec_constant(int(spec_id))
             if axis_key in spec:
                 local[axis] = _as_size(spec[axis_key], f"{name}: {axis_key}")
+            elif int(spec_id) in spec:
+                local[axis] = _as_size(spec[int(spec_id)], f"{name}: {axis_key} (spec constant {spec_id})")
             elif int(spec_id) in given_by_id:
                 local[axis] = _as_size(given_by_id[int(spec_id)], f"{name}: {axis_key}")
             elif local[axis] <= 0:
@@ -264,6 +298,7 @@ class PipelineFactory:
             layout=layouts.pipeline_layout,
             set_layout=layouts.set_layout,
             ctx=ctx,
+            given_spec=dict(spec),
         )
 
     @property

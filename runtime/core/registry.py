@@ -9,9 +9,11 @@ What a family declares:
 
 * ``roles``: the `role:` values of its variants.yaml blocks (free strings; two families may not
   claim the same role). Variants are matched to their family by role.
+* ``levels``: how variants are checked (:class:`Level`). A level names the roles it checks, its
+  family's own or another family's (e.g. a linear op run on the conv family's GEMM variants); the
+  generic property tests, the check/repro tool and the soak run every level on every variant of
+  the roles it names.
 * ``ops``: public functions, reachable as ``runtime.<name>``.
-* ``levels``: how its variants are checked (:class:`Level`); the generic property tests, the
-  check/repro tool and the soak run every level on every variant of its roles.
 * ``implements``: other ops this family can serve faster (e.g. a direct depthwise conv for
   ``conv2d_q8``). The op asks :func:`implementations` and calls each; one that declines returns
   ``NotImplemented``.
@@ -107,11 +109,9 @@ def register(family: Family) -> Family:
                 raise RegistryError(
                     f"family {family.name!r} exports op(s) {sorted(shared_ops)}, as does {other.name!r}"
                 )
-        for level in family.levels:
-            stray = set(level.roles) - set(family.roles)
-            if stray:
-                raise RegistryError(f"family {family.name!r}: level {level.name!r} checks roles {sorted(stray)} "
-                                    "the family does not claim")
+        names = [lv.name for lv in family.levels]
+        if len(set(names)) != len(names):
+            raise RegistryError(f"family {family.name!r} declares a level name twice: {names}")
         _registered[family.name] = family
         return family
 
@@ -151,6 +151,13 @@ def families() -> dict[str, Family]:
 
 def family_of_role(role: str) -> Family | None:
     return next((f for f in families().values() if role in f.roles), None)
+
+
+def levels_for_role(role: str) -> list[tuple[Family, Level]]:
+    """Every (family, level) that checks variants of `role`, owner first."""
+    owner = family_of_role(role)
+    out = [(owner, lv) for lv in owner.levels_for(role)] if owner else []
+    return out + [(f, lv) for f in families().values() if f is not owner for lv in f.levels_for(role)]
 
 
 def op(name: str) -> Callable[..., Any] | None:

@@ -1,4 +1,5 @@
-"""Hypothesis strategies every conv family shares: spatial axes, channel/group splits, whole shapes.
+"""Hypothesis strategies the op families share: spatial axes, channel/group splits, whole conv shapes,
+and int8 quantization parameters.
 
 Every strategy yields plain JSON-able dicts, so a shrunk failure prints as a case that
 `python -m runtime.tools.repro` reruns exactly. Imported only where cases are drawn (tests, fuzz).
@@ -55,4 +56,29 @@ def conv_shapes(draw: st.DrawFn) -> dict[str, Any]:
         **draw(channel_groups()),
         "H": h["size"], "W": w["size"], "KH": h["k"], "KW": w["k"],
         "stride": [h["s"], w["s"]], "padding": [h["p"], w["p"]], "dilation": [h["d"], w["d"]],
+    }
+
+
+# --- int8 quantization parameters (every int8 family) ---------------------------------------------
+
+zero_points = st.one_of(st.sampled_from([-128, 127, 0]), st.integers(-128, 127))
+value_modes = st.sampled_from(["random", "random", "random", "extremes", "min", "max"])
+# out_scale relative to the one that maps max|y| to 127: tiny saturates, huge rounds to zero
+out_scale_factors = st.sampled_from([0.01, 0.3, 1.0, 1.0, 1.0, 2.5, 300.0])
+x_scales = st.one_of(st.sampled_from([1e-4, 0.05, 7.5]), st.floats(1e-3, 2.0))
+w_scale_ranges = st.sampled_from([(0.001, 0.02), (1e-5, 1e-4), (0.5, 4.0)])
+
+
+@st.composite
+def quant_params(draw: st.DrawFn) -> dict[str, Any]:
+    """Zero points, scales, bias and activation, extremes included."""
+    return {
+        "x_zp": draw(zero_points),
+        "out_zp": draw(zero_points),
+        "x_scale": draw(x_scales),
+        "w_scale_range": list(draw(w_scale_ranges)),
+        "out_scale_factor": draw(out_scale_factors),
+        "bias": draw(st.booleans()),
+        "bias_scale": draw(st.sampled_from([0.0, 1.0, 50.0])),
+        "activation": draw(activations),
     }

@@ -9,7 +9,7 @@ from typing import Any
 
 from runtime.core.device import Device
 from runtime.core.manifest import load_manifest
-from runtime.core.registry import Family, Level, VerificationError, families, family_of_role
+from runtime.core.registry import Family, Level, VerificationError, families, family_of_role, levels_for_role
 
 __all__ = ["VerificationError", "check", "family_of", "levels_of", "repro_command"]
 
@@ -26,14 +26,15 @@ def family_of(variant: str) -> Family:
 
 
 def levels_of(variant: str) -> list[Level]:
-    """The levels its family checks `variant` at."""
-    return family_of(variant).levels_for(load_manifest().variant(variant).role)
+    """The levels `variant` is checked at (its family's, then other families' that check its role)."""
+    family_of(variant)  # a clear error when no family claims it
+    return [lv for _, lv in levels_for_role(load_manifest().variant(variant).role)]
 
 
 def check(level: str, variant: str, case: dict[str, Any], device: Device | None = None) -> None:
     """Run `variant` at `level` on `case`; raise VerificationError on any mismatch with the oracle."""
     levels = levels_of(variant)
-    chosen = next((lv for lv in levels if lv.name == level), None)
+    chosen = next((lv for lv in levels if lv.name == level), None)  # level names: first family wins
     if chosen is None:
         raise ValueError(f"variant {variant!r} is checked at levels {[lv.name for lv in levels]}, not {level!r}")
     chosen.check(variant, case, device)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.core.context import selector_from_text
 from runtime.core.device import Device, Step
 from runtime.core.manifest import VariantEntry
 
@@ -98,9 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="device index or name substring")
     parser.add_argument("--max-growth-mb", type=float, default=8.0)
     args = parser.parse_args(argv)
-    selector: str | int | None = args.device
-    if isinstance(selector, str) and selector.isdigit():
-        selector = int(selector)
+    try:
+        selector = None if args.device is None else selector_from_text(args.device, "--device")
+    except ValueError as exc:
+        parser.error(str(exc).splitlines()[0])
     print(f"rss at start:                 {rss_mib():8.1f} MiB")
     with tempfile.TemporaryDirectory(prefix="shaderkit-memcheck-") as tmp, Device(selector) as device:
         variant = _variant(Path(tmp))

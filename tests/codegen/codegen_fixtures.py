@@ -21,7 +21,7 @@ from typing import Any
 
 from codegen.build import BuildReport, Progress, Project, build
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 REAL_VARIANTS = REPO / "variants.yaml"
 REAL_TEMPLATES = REPO / "templates"
 VENV_PYTHON = REPO / ".venv" / "bin" / "python"
@@ -223,6 +223,38 @@ def make_tiny(tmp_path: Path, yaml_text: str = TINY_YAML, out_name: str = "out")
     vfile = tmp_path / "variants.yaml"
     vfile.write_text(yaml_text)
     return TinyProject(tmp_path, Project(vfile, tdir, tmp_path / out_name))
+
+
+MANIFEST_SCHEMA = REPO / "codegen" / "manifest.schema.json"
+
+
+def schema_errors(doc: Any) -> list[str]:
+    """Every way `doc` breaks codegen/manifest.schema.json, as `path: message` lines."""
+    import jsonschema  # a dev dependency; only the tests validate against the schema
+
+    schema = json.loads(MANIFEST_SCHEMA.read_text())
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+def assert_valid_manifest(out: Path) -> dict[str, Any]:
+    doc = json.loads((out / "manifest.json").read_text())
+    errors = schema_errors(doc)
+    assert not errors, errors[:10]
+    return dict(doc)
+
+
+def many_yaml(widths: int) -> str:
+    """The tiny file with `widths` workgroup widths for alpha: 2 * widths + 1 variants."""
+    wgs = "".join(f"        - {{x: {x}}}\n" for x in range(1, widths + 1))
+    text = TINY_YAML.replace("        - {x: 8}\n        - {x: 4, y: 2}\n", wgs)
+    assert text != TINY_YAML
+    return text
+
+
+def tree(root: Path) -> dict[str, int]:
+    """Every path under `root` (files and folders) with its size, to compare before and after."""
+    return {str(p.relative_to(root)): (p.stat().st_size if p.is_file() else -1) for p in sorted(root.rglob("*"))}
 
 
 def assert_consistent(out: Path) -> dict[str, dict[str, Any]]:

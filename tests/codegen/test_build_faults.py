@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from codegen.manifest import FORMAT_VERSION
-from tests.codegen_fixtures import (
+from tests.codegen.codegen_fixtures import (
     ALPHA_NAMES,
     BETA_NAMES,
     REPO,
@@ -27,7 +27,7 @@ from tests.codegen_fixtures import (
     sha256_file,
 )
 
-SUMMARY_RE = re.compile(r"shaderkit build: (\d+) variants, (\d+) compiled, (\d+) cached, (\d+) failed")
+SUMMARY_RE = re.compile(r"shaderkit build: (\d+) variants, (\d+) compiled, (\d+) cached, (\d+) unchanged, (\d+) failed")
 
 
 @pytest.fixture(scope="module")

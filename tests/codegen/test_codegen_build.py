@@ -16,7 +16,7 @@ import pytest
 from codegen.build import BuildReport, Project, build, load_specs
 from codegen.compile import spirv_capabilities
 from codegen.cpp import write_cpp_header
-from tests.codegen_fixtures import (
+from tests.codegen.codegen_fixtures import (
     ALPHA_NAMES,
     BETA_NAMES,
     REAL_TEMPLATES,
@@ -25,12 +25,14 @@ from tests.codegen_fixtures import (
     TINY_YAML,
     Quiet,
     assert_consistent,
+    assert_valid_manifest,
     make_tiny,
 )
 
 GXX = ("g++", "-std=c++17", "-fsyntax-only", "-Wall", "-Wno-pragma-once-outside-header", "-x", "c++")
 SUMMARY_RE = re.compile(
-    r"^shaderkit build: (\d+) variants, (\d+) compiled, (\d+) cached, (\d+) failed, \d+\.\d\d s$", re.M
+    r"^shaderkit build: (\d+) variants, (\d+) compiled, (\d+) cached, (\d+) unchanged, (\d+) failed, \d+\.\d\d s$",
+    re.M,
 )
 
 
@@ -38,13 +40,7 @@ def counts(report: BuildReport) -> tuple[int, int, int, int]:
     return report.variants, report.compiled, report.cached, len(report.failures)
 
 
-# --- the real variants.yaml: built once for this module ---------------------------------------
-
-
-@pytest.fixture(scope="module")
-def real_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, BuildReport]:
-    project = Project(REAL_VARIANTS, REAL_TEMPLATES, tmp_path_factory.mktemp("real") / "out")
-    return project, build(project, jobs=2, progress=Quiet)
+# --- the real variants.yaml: built once per session (tests/codegen/conftest.py) -----------------
 
 
 def test_every_real_variant_builds_and_validates(real_build: tuple[Project, BuildReport]) -> None:
@@ -110,6 +106,12 @@ def _entry(project: Project, family: str, **axes: Any) -> dict[str, Any]:
     raise AssertionError(f"no {family} variant with axes {axes}")
 
 
+def test_real_manifest_matches_the_json_schema(real_build: tuple[Project, BuildReport]) -> None:
+    project, _ = real_build
+    doc = assert_valid_manifest(project.out_dir)
+    assert doc["optimized"] is False
+
+
 def test_real_manifest_gemm_fields(real_build: tuple[Project, BuildReport]) -> None:
     project, _ = real_build
     v = _entry(project, "q8ta_gemm", dot="dot", dtype="float16", tile={"w": 4, "c": 4}, wg={"x": 64, "y": 1, "z": 1})
@@ -134,7 +136,7 @@ def test_real_manifest_gemm_fields(real_build: tuple[Project, BuildReport]) -> N
     assert v["local_size"] == [64, 1, 1]
     assert v["entry_point"] == "main"
     assert {"shaderIntegerDotProduct", "storageBuffer16BitAccess", "shaderFloat16"} <= set(v["features"])
-    assert v["family"] == "q8ta_gemm" and v["role"] == "gemm" and v["template"] == "q8ta_gemm.glsl.j2"
+    assert v["family"] == "q8ta_gemm" and v["role"] == "gemm" and v["template"] == "q8ta_conv2d/q8ta_gemm.glsl.j2"
     assert v["spv"] == f"spv/{v['name']}.spv"
     assert _entry(project, "q8ta_gemm", dot="int", tile={"w": 8, "c": 8})["local_size"][0] in (64, 128)
     assert _entry(project, "q8ta_gemm", wg={"x": 128, "y": 1, "z": 1})["local_size"] == [128, 1, 1]
@@ -163,7 +165,7 @@ def test_real_manifest_im2col_fields(real_build: tuple[Project, BuildReport]) ->
     assert generic["local_size"] == [16, 4, 1]
     assert generic["features"] == []
     special = _entry(project, "q8ta_im2col", input_layout="4w4c", wg={"x": 64, "y": 1, "z": 1})
-    assert special["template"] == "q8ta_im2col_4w4c.glsl.j2"  # the override picked the specialized template
+    assert special["template"] == "q8ta_conv2d/q8ta_im2col_4w4c.glsl.j2"  # the override picked the specialized template
     assert [b["binding"] for b in special["bindings"]] == [0, 1]
     assert "LAYOUT_HASH" not in {s["name"] for s in special["spec_constants"]}
     assert special["local_size"] == [64, 1, 1]
@@ -224,7 +226,8 @@ def test_real_manifest_matches_the_glsl_declarations(real_build: tuple[Project, 
         assert got == sorted(declared, key=lambda b: (b["set"], b["binding"])), name
         assert declared, name
 
-        specs = {(int(i), t, n, d) for i, t, n, d in _SPEC_RE.findall(glsl)}
+        # an unsigned literal is written `0u`; reflection reports the number
+        specs = {(int(i), t, n, d.removesuffix("u")) for i, t, n, d in _SPEC_RE.findall(glsl)}
         got_specs = {(s["id"], s["type"], s["name"], str(s["default"]).lower()) for s in v["spec_constants"]}
         assert got_specs == specs, name
 
@@ -281,7 +284,7 @@ def test_first_build_counts_and_summary(tmp_path: Path) -> None:
     assert counts(report) == (5, 5, 0, 0)
     assert report.ok
     assert report.compiled_names == sorted(TINY_NAMES)
-    assert SUMMARY_RE.fullmatch(report.summary()).groups() == ("5", "5", "0", "0")  # type: ignore[union-attr]
+    assert SUMMARY_RE.fullmatch(report.summary()).groups() == ("5", "5", "0", "0", "0")  # type: ignore[union-attr]
     assert list(assert_consistent(tiny.out)) == sorted(TINY_NAMES)
     assert sorted(p.name for p in (tiny.out / "glsl").iterdir()) == sorted(f"{n}.comp" for n in TINY_NAMES)
 
@@ -347,7 +350,7 @@ def test_one_failing_variant_does_not_stop_the_others(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stderr
     assert "error: alpha_float16_wg8:\n  templates/alpha.glsl.j2:" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
-    assert SUMMARY_RE.search(proc.stdout).groups() == ("5", "4", "0", "1")  # type: ignore[union-attr]
+    assert SUMMARY_RE.search(proc.stdout).groups() == ("5", "4", "0", "0", "1")  # type: ignore[union-attr]
     assert len(assert_consistent(tiny.out)) == 4
 
 
@@ -364,7 +367,7 @@ def test_noop_rebuild_compiles_nothing(tmp_path: Path, capsys: pytest.CaptureFix
         print(f"\n[no-op rebuild, tiny] {seconds / 5 * 1000:.2f} ms per variant")
     proc = tiny.cli("build")
     assert proc.returncode == 0
-    assert SUMMARY_RE.search(proc.stdout).groups() == ("5", "0", "5", "0")  # type: ignore[union-attr]
+    assert SUMMARY_RE.search(proc.stdout).groups() == ("5", "0", "5", "0", "0")  # type: ignore[union-attr]
     assert proc.stderr == ""  # no progress lines when nothing is compiled
 
 
@@ -504,10 +507,10 @@ def test_cli_list(tmp_path: Path) -> None:
         ("- just\n- a list\n", [r": expected a mapping at the top level, got list$"]),
         (
             TINY_YAML.replace(
-                "      dtype: [float32, float16]", "      dtype: [float32, float16]\n      colour: [red]"
+                "      dtype: [float32, float16]", "      dtype: [float32, float16]\n      colour: [dark red]"
             ).replace("{x: 16}", "{x: 0}"),
             [
-                r":\d+: families\.alpha\.matrix\.colour: unknown key 'colour'$",
+                r":\d+: families\.alpha\.matrix\.colour\[0\]: 'dark red' is not a valid name: ",
                 r":\d+: families\.beta\.matrix\.wg\[0\]\.x: Input should be greater than or equal to 1$",
             ],
         ),

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from codegen.build import Project, _compile_one, load_specs
+from codegen.build import Project, _build_one, _Env, _Job, load_specs
 from codegen.cli import main
+from codegen.compile import ToolRunner, compiler_identity
 from codegen.errors import CompileError, TemplateError
 from codegen.render import Renderer
 from codegen.variants import VariantSpec
-from tests.codegen_fixtures import (
+from tests.codegen.codegen_fixtures import (
     ALPHA_NAMES,
     ALPHA_TEMPLATE,
     BETA_NAMES,
@@ -160,15 +161,15 @@ def test_fail_from_real_gemm_template_for_unhandled_tile(tmp_path: Path) -> None
     text = REAL_VARIANTS.read_text()
     assert "        - {w: 4, c: 4}\n" in text
     variants = tmp_path / "variants.yaml"
-    variants.write_text(text.replace("        - {w: 4, c: 4}\n", "        - {w: 2, c: 4}\n", 1))
+    variants.write_text(text.replace("        - {w: 4, c: 4}\n", "        - {w: 4, c: 4}\n        - {w: 2, c: 4}\n", 1))
     project = Project(variants, REAL_TEMPLATES, tmp_path / "out")
     config, specs = load_specs(project)
     spec = next(s for s in specs if s.family == "q8ta_gemm" and s.axes.get("tile") == {"w": 2, "c": 4})
     with pytest.raises(TemplateError) as info:
         Renderer(project.template_dir).render(spec.template, spec.context(config), spec.name)
-    line = line_of((REAL_TEMPLATES / "q8ta_gemm.glsl.j2").read_text(), 'fail("tile "')
+    line = line_of((REAL_TEMPLATES / "q8ta_conv2d" / "q8ta_gemm.glsl.j2").read_text(), 'fail("tile "')
     message = str(info.value)
-    assert message.startswith(f"templates/q8ta_gemm.glsl.j2:{line}: tile 2x4 is not handled: "), message
+    assert message.startswith(f"templates/q8ta_conv2d/q8ta_gemm.glsl.j2:{line}: tile 2x4 is not handled: "), message
     assert message.endswith(f"(variant {spec.name})")
     assert "_t2x4_" in spec.name
 
@@ -257,7 +258,8 @@ def test_glsl_error_is_a_compile_error(tmp_path: Path) -> None:
     (spec,) = [s for s in specs if s.name == "beta_wg16"]
     (tiny.out / "spv").mkdir(parents=True)
     with pytest.raises(CompileError) as info:
-        _compile_one(spec, config, Renderer(tiny.template_dir), tiny.out, "x")
+        env = _Env(config, Renderer(tiny.template_dir), tiny.out, compiler_identity(), False, ToolRunner())
+        _build_one(_Job(spec, "x", None), env)
     template_line = line_of(tiny.template_dir.joinpath("beta.glsl.j2").read_text(), "bump(gl_")
     assert str(info.value).startswith(f"templates/beta.glsl.j2:{template_line + 1}: error: ")  # the '}' after it
     assert "variant beta_wg16" in str(info.value)

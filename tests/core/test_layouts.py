@@ -21,6 +21,7 @@ from runtime.oplib.gemm_formats import (
 )
 
 LAYOUT_NAMES = sorted(BUILTIN_LAYOUTS)
+WHCN = {"W": 0, "H": 1, "C": 2, "N": 3}
 FIXED_SHAPES = [
     (1, 1, 1, 1),
     (1, 4, 4, 4),
@@ -241,10 +242,16 @@ def test_hashed_4w4c_bit_fields() -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("4c", 0x14223102), ("4c1w", 0x14223120), ("4w", 0x14003210), ("4h4w", 0x44103210), ("contig", 0x11003210)],
+    [("4c", 0x14023102), ("4c1w", 0x14023120), ("4w", 0x14003210), ("4h4w", 0x44103210), ("contig", 0x11003210)],
 )
 def test_hashed_values(name: str, expected: int) -> None:
-    assert builtin_layout(name).hashed() == expected
+    """Pinned from the documented rule (shared/upstream-layouts.md): nibbles 0-3 the WHCN dims fastest
+    first, 4 packed dim, 5 outer dim (W when none: 0x14023102 for 4C), 6 block, 7 outer block."""
+    layout = builtin_layout(name)
+    rule = sum(WHCN[d] << 4 * i for i, d in enumerate(reversed(layout.order)))
+    rule |= WHCN[layout.packed_dim] << 16 | WHCN[layout.outer_dim or "W"] << 20
+    rule |= layout.block << 24 | layout.outer_block << 28
+    assert layout.hashed() == rule == expected
 
 
 def test_hashed_i32_is_twos_complement() -> None:
@@ -266,10 +273,18 @@ def test_buffer_metadata_fields() -> None:
     data = buffer_metadata(builtin_layout("4w4c"), shape)
     assert len(data) == METADATA_SIZE == 104
     fields = struct.unpack("<26I", data)
-    assert fields[0:8] == (6, 3, 5, 2, 0, 0, 0, 0)
-    assert fields[8:16] == (2, 0, 1, 3, 0, 0, 0, 0)
-    assert fields[16:24] == (2, 4, 1, 12, 0, 0, 0, 0)
-    assert fields[24:26] == (4, 2 * 5 * 3 * 6)
+    padded = 2 * 8 * 3 * 8  # C and W padded to multiples of 4 by the 4x4 blocks
+    assert fields[0:8] == (6, 3, 5, 2, 1, 1, 1, 1)  # unused sizes are 1
+    assert fields[8:16] == (2, 0, 1, 3, 4, 5, 6, 7)  # unused dim_order entries are their own index
+    assert fields[16:24] == (2, 4, 1, 12, padded, padded, padded, padded)  # unused strides: padded numel
+    assert fields[24:26] == (4, padded)
+
+
+@pytest.mark.parametrize(("name", "padded"), [("4c", 2 * 8 * 3 * 7), ("4c1w", 2 * 8 * 3 * 7), ("contig", 2 * 5 * 3 * 7),
+                                              ("4w", 2 * 5 * 3 * 8), ("4h4w", 2 * 5 * 4 * 8)])
+def test_metadata_numel_is_padded(name: str, padded: int) -> None:
+    fields = struct.unpack("<26I", buffer_metadata(builtin_layout(name), (2, 5, 3, 7)))
+    assert fields[25] == padded and fields[20:24] == (padded,) * 4
 
 
 @pytest.mark.parametrize("name", LAYOUT_NAMES)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -495,3 +496,112 @@ def test_memory_stays_flat(dev: Device, variants: dict[str, Any]) -> None:
         growth = rss_mib() - before
         np.testing.assert_array_equal(out.read(np.float32), host * 2)
     assert growth < 4.0, f"RSS grew by {growth:.1f} MiB over 2000 dispatches"
+
+
+# -- dispatches over maxComputeWorkGroupCount ----------------------------------
+
+
+def _id_counts(dev: Device, pipeline: Any, groups: tuple[int, int, int]) -> np.ndarray:
+    """Run ids.comp over `groups` workgroups; how often each invocation id ran."""
+    size = (groups[0] * pipeline.local_size[0], groups[1], groups[2])
+    with dev.alloc(4 * size[0] * size[1] * size[2], fill=0) as out:
+        dev.run([Step(pipeline, {0: out}, {"size": (*size, 0)}, groups)])
+        return out.read(np.uint32)
+
+
+@pytest.mark.parametrize("groups", [(70_000, 1, 1), (1, 70_000, 1), (1, 1, 70_000), (65_536, 2, 1), (131_071, 1, 1)])
+def test_split_dispatch_runs_every_id_once(dev: Device, variants: dict[str, Any], groups: tuple[int, int, int]) -> None:
+    """A dispatch over the limit runs in pieces, each id exactly once and global (WORKGROUP_BASE_*)."""
+    limits = dev.info.limits["maxComputeWorkGroupCount"]
+    if all(g <= m for g, m in zip(groups, limits, strict=True)):
+        pytest.skip(f"{groups} fits this device's maxComputeWorkGroupCount {limits}")
+    pipeline = dev.pipeline(variants["ids"], {"local_size_x": 2})
+    counts = _id_counts(dev, pipeline, groups)
+    assert counts.min() == 1 and counts.max() == 1, f"ids ran {counts.min()}..{counts.max()} times"
+
+
+def test_split_dispatch_in_a_timed_sequence(dev: Device, variants: dict[str, Any]) -> None:
+    """Pieces of a split step share the step's barrier and timestamps: one time per step."""
+    pipeline = dev.pipeline(variants["ids"], {"local_size_x": 1})
+    big = dev.info.limits["maxComputeWorkGroupCount"][0] + 5
+    with dev.alloc(4 * big, fill=0) as out:
+        step = Step(pipeline, {0: out}, {"size": (big, 1, 1, 0)}, (big, 1, 1))
+        seconds = dev.run([step, step], timestamps=True)
+        assert seconds is not None and len(seconds) == 2
+        np.testing.assert_array_equal(out.read(np.uint32), np.full(big, 2, np.uint32))
+
+
+def test_unsplittable_dispatch_is_refused_in_its_terms(dev: Device, variants: dict[str, Any]) -> None:
+    """A shader without WORKGROUP_BASE_* cannot be split: LimitExceededError naming the variant,
+    also from Device.check_dispatch (what an op calls before packing)."""
+    maximum = dev.info.limits["maxComputeWorkGroupCount"][0]
+    with pytest.raises(LimitExceededError, match=r"poke.*WORKGROUP_BASE_X"):
+        dev.check_dispatch(variants["poke"], (maximum + 1,), "poke")
+    wide = replace(variants["ids"], local_size=(64, 1, 1))
+    with pytest.raises(LimitExceededError, match=r"conv of x groups.*uint32"):
+        dev.check_dispatch(wide, (2**27, 1, 1), "conv of x")  # 2**33 invocation ids
+    with pytest.raises(LimitExceededError, match="pieces of a split dispatch"):
+        dev.check_dispatch(variants["ids"], (2**31, 1, 1), "conv of x")
+    dev.check_dispatch(variants["ids"], (maximum + 1, 1, 1))  # splittable: fine
+    with pytest.raises(ValueError, match="maxComputeWorkGroupCount"):
+        dev.run([Step(dev.pipeline(variants["poke"]), {0: np.zeros(4, np.uint32)}, {"index": 0, "value": 1},
+                      (maximum + 1, 1, 1))])
+
+
+@pytest.mark.parametrize(("groups", "exc", "words"), [
+    ((1.5,), TypeError, "groups must hold ints"),
+    ((True, 1), TypeError, "groups must hold ints"),
+    ((-1,), ValueError, "[0, 4294967295]"),
+    ((2**32,), ValueError, "[0, 4294967295]"),
+    ((1, 1, 1, 1), ValueError, "1 to 3 ints"),
+    ("111", ValueError, "1 to 3 ints"),
+])
+def test_bad_group_counts(dev: Device, variants: dict[str, Any], groups: Any, exc: type, words: str) -> None:
+    pipeline = dev.pipeline(variants["poke"])
+    with pytest.raises(exc, match=re.escape(words)):
+        dev.run([Step(pipeline, {0: np.zeros(4, np.uint32)}, {"index": 0, "value": 1}, groups)])
+
+
+def _conv_q8_case(rng: np.random.Generator, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+                  groups: int) -> dict[str, Any]:
+    c_out = w_shape[0]
+    return {
+        "x": rng.integers(-128, 128, x_shape, dtype=np.int8),
+        "weight": rng.integers(-128, 128, w_shape, dtype=np.int8),
+        "w_scales": rng.uniform(0.002, 0.02, c_out).astype(np.float32),
+        "bias": rng.standard_normal(c_out).astype(np.float32),
+        "x_scale": 0.05, "x_zp": 3, "out_scale": 0.5, "out_zp": -2, "groups": groups,
+    }
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "groups"), [
+    pytest.param((1, 4, 1024, 1100), (4, 4, 1, 1), 1, id="1x1-conv-over-1x4x1024x1100"),
+    pytest.param((1, 65_600, 2, 2), (65_600, 1, 1, 1), 65_600, id="depthwise-65600-groups-1x1"),
+    pytest.param((1, 65_600, 3, 2), (65_600, 1, 2, 2), 65_600, id="depthwise-65600-groups-2x2"),
+])
+def test_conv2d_q8_over_the_workgroup_count_limit(x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+                                                  groups: int) -> None:
+    """Ordinary convs whose im2col / GEMM dispatches exceed maxComputeWorkGroupCount run, right,
+    through the public op and through the im2col + GEMM path (whose dispatches are split)."""
+    import runtime
+    from runtime.families.q8ta_conv2d.op import run_conv2d_q8
+    from runtime.families.q8ta_conv2d.oracle import conv2d_q8_reference
+
+    kwargs = _conv_q8_case(np.random.default_rng(21), x_shape, w_shape, groups)
+    want, _ = conv2d_q8_reference(**kwargs)
+    for got in (runtime.conv2d_q8(**kwargs), run_conv2d_q8(**kwargs).output):
+        assert got.shape == want.shape
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
+def test_conv2d_float_over_the_workgroup_count_limit() -> None:
+    import runtime
+    from runtime.families.f_conv2d.oracle import conv2d_float_reference
+
+    rng = np.random.default_rng(22)
+    x = rng.standard_normal((1, 4, 1024, 1100)).astype(np.float32)
+    weight = rng.standard_normal((4, 4, 1, 1)).astype(np.float32)
+    got = runtime.conv2d_float(x, weight, None)
+    want, magnitude = conv2d_float_reference(x, weight, None)
+    assert got.shape == want.shape
+    assert np.all(np.abs(got - want) <= 1e-5 * magnitude + 1e-6)

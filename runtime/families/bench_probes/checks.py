@@ -1,5 +1,5 @@
-"""Checks of the bench probes: `bench_copy` must copy exactly, `bench_dot_peak` must equal the
-oracle's NumPy loop. The bench also runs them on what it times (bench/roofline.py)."""
+"""Checks of the bench probes: `bench_copy` must copy exactly, `bench_dot_peak` and `bench_coopmat_peak`
+must equal the oracle's NumPy loops. The bench also runs them on what it times (bench/roofline.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,21 @@ from runtime.core.device import Device, default_device
 from runtime.core.manifest import Manifest, VariantEntry, load_manifest
 from runtime.core.registry import Level, VerificationError
 
-from .op import copy_step, dot_peak_chains, dot_peak_step, dot_peak_tile, seed_values
-from .oracle import dot_peak_reference
+from .op import (
+    coopmat_peak_seeds,
+    coopmat_peak_shape,
+    coopmat_peak_step,
+    coopmat_peak_subgroups,
+    coopmat_peak_words,
+    copy_step,
+    dot_peak_chains,
+    dot_peak_step,
+    dot_peak_tile,
+    seed_values,
+)
+from .oracle import coopmat_peak_reference, dot_peak_reference
 
-ROLES = ("bench_copy", "bench_dot_peak")
+ROLES = ("bench_copy", "bench_dot_peak", "bench_coopmat_peak")
 
 
 def check_copy(variant: str, case: dict[str, Any], device: Device | None) -> None:
@@ -60,6 +71,25 @@ def check_dot_peak(variant: str, case: dict[str, Any], device: Device | None) ->
         )
 
 
+def check_coopmat_peak(variant: str, case: dict[str, Any], device: Device | None) -> None:
+    """`groups` workgroups x `iters` MMA steps; every subgroup's tile equals the NumPy loop exactly."""
+    dev = device if device is not None else default_device()
+    entry = load_manifest().variant(variant)
+    m, n, _ = coopmat_peak_shape(entry)
+    subgroups = int(case["groups"]) * coopmat_peak_subgroups(entry)
+    a, b, starts = coopmat_peak_seeds(np.random.default_rng(case["seed"]), entry)
+    with dev.alloc(4 * m * n * subgroups, guard=True) as out:
+        dev.run([coopmat_peak_step(dev, entry, coopmat_peak_words(a, b, starts), out, case["iters"], case["groups"])])
+        out.check_guards(f"{variant} output")
+        got = out.read(np.int32).reshape(subgroups, m, n)
+    want = coopmat_peak_reference(a, b, starts, int(case["iters"]), subgroups)
+    bad = np.argwhere(got != want)
+    if bad.size:
+        s, r, c = (int(x) for x in bad[0])
+        raise VerificationError(
+            f"bench_coopmat_peak check of {variant} failed: {len(bad)} of {got.size} values differ; first at "
+            f"subgroup {s}, row {r}, column {c}: got {int(got[s, r, c])}, expected {int(want[s, r, c])}"
+        )
 
 
 def _copy_cases(entry: VariantEntry, manifest: Manifest) -> Any:
@@ -74,8 +104,16 @@ def _dot_peak_cases(entry: VariantEntry, manifest: Manifest) -> Any:
     return bench_dot_peak_cases
 
 
+def _coopmat_peak_cases(entry: VariantEntry, manifest: Manifest) -> Any:
+    from .strategies import bench_coopmat_peak_cases
+
+    return bench_coopmat_peak_cases
+
+
 LEVELS = (
     Level("bench_copy", ("bench_copy",), check_copy, _copy_cases, "exact copy, nothing written past n"),
     Level("bench_dot_peak", ("bench_dot_peak",), check_dot_peak, _dot_peak_cases,
           "every thread's XOR of accumulators equals the NumPy loop"),
+    Level("bench_coopmat_peak", ("bench_coopmat_peak",), check_coopmat_peak, _coopmat_peak_cases,
+          "every subgroup's sum of accumulator tiles equals the NumPy loop"),
 )

@@ -1,4 +1,5 @@
-"""NumPy oracle of the bench probes: what the dot-peak loop computes (NumPy only; a copy needs none)."""
+"""NumPy oracle of the bench probes: what the dot-peak and coopmat-peak loops compute (NumPy only; a copy
+needs none)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,22 @@ def dot_peak_reference(seeds: np.ndarray, tile: tuple[int, int], threads: int, i
             acc = (total + 2**31) % 2**32 - 2**31  # two's complement wrap-around
         a = np.roll(a, -1, axis=1)
     return np.bitwise_xor.reduce(acc.reshape(threads, n).astype(np.int32), axis=1)
+
+
+def coopmat_peak_reference(a: np.ndarray, b: np.ndarray, starts: np.ndarray, iters: int, subgroups: int,
+                           first: int = 0) -> np.ndarray:
+    """The m x n int32 tile subgroups first .. first+subgroups-1 of the coopmat-peak shader write.
+
+    a: (TA, m, k) int8 A tiles, b: (TB, k, n) int8 B tiles, starts: TA*TB start values. Accumulator
+    (i, j) of subgroup s starts at starts[i*TB + j] ^ s; every step adds A[i] B[j] and A[i] (-B[j]),
+    which cancel, then rotates the A tiles left by one; after `iters` steps one more A[i] B[j] is added
+    (with A rotated, a[i] = A[(i + iters) % TA]) and the subgroup stores the sum of its accumulators.
+    """
+    ta, tb = a.shape[0], b.shape[0]
+    a64, b64 = a.astype(np.int64), b.astype(np.int64)
+    rotated = a64[(np.arange(ta) + iters) % ta]  # (TA, m, k)
+    products = np.einsum("imk,jkn->mn", rotated, b64)  # sum over all (i, j) of A[(i+iters)%TA] @ B[j]
+    sg = np.arange(first, first + subgroups, dtype=np.int64)[:, None]
+    start_sum = (np.asarray(starts, np.int64).reshape(1, ta * tb) ^ sg).sum(axis=1)  # (subgroups,)
+    total = products[None] + start_sum[:, None, None]
+    return ((total + 2**31) % 2**32 - 2**31).astype(np.int32)  # int32 two's complement, as the shader adds

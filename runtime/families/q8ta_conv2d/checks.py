@@ -15,6 +15,9 @@ import numpy as np
 from runtime.core.device import Device
 from runtime.core.manifest import Manifest, VariantEntry, load_manifest
 from runtime.core.registry import Level, VerificationError
+from runtime.oplib.q8_checks import first_mismatch as _first_mismatch
+from runtime.oplib.q8_checks import int8_values as _values
+from runtime.oplib.q8_checks import scales_and_bias
 
 from . import oracle as reference
 from .op import run_conv2d_q8, run_gemm_q8, run_im2col_q8
@@ -31,16 +34,6 @@ class Inputs:
     kwargs: dict[str, Any]
 
 
-def _values(rng: np.random.Generator, shape: tuple[int, ...], mode: str) -> np.ndarray:
-    if mode == "min":
-        return np.full(shape, -128, np.int8)
-    if mode == "max":
-        return np.full(shape, 127, np.int8)
-    if mode == "extremes":
-        return rng.choice(np.array([-128, 127, -127, 0], np.int8), size=shape)
-    return rng.integers(-128, 128, size=shape, dtype=np.int8)
-
-
 def materialize(case: dict[str, Any]) -> Inputs:
     """Arrays of a case. out_scale is `out_scale_factor` times the scale that maps max|y| to 127."""
     rng = np.random.default_rng(case["seed"])
@@ -48,14 +41,7 @@ def materialize(case: dict[str, Any]) -> Inputs:
     x = _values(rng, (case["N"], case["C_in"], case["H"], case["W"]), case.get("x_values", "random"))
     w_shape = (case["C_out"], case["C_in"] // G, case["KH"], case["KW"])
     weight = _values(rng, w_shape, case.get("w_values", "random"))
-    lo, hi = case.get("w_scale_range", (0.001, 0.02))
-    w_scales = np.exp(rng.uniform(np.log(lo), np.log(hi), case["C_out"])).astype(np.float32)
-    bias = None
-    if case.get("bias", True):
-        bias = (rng.standard_normal(case["C_out"]) * case.get("bias_scale", 1.0)).astype(np.float32)
-    if case.get("scale_dtype", "float32") == "float16":
-        w_scales = w_scales.astype(np.float16)
-        bias = None if bias is None else bias.astype(np.float16)
+    w_scales, bias = scales_and_bias(rng, case, case["C_out"])
     conv: dict[str, Any] = {k: tuple(case[k]) if isinstance(case[k], list) else case[k]
                             for k in ("stride", "padding", "dilation", "groups")}
     x_scale = case.get("x_scale", 0.05)
@@ -68,20 +54,6 @@ def materialize(case: dict[str, Any]) -> Inputs:
     kwargs = dict(conv, x_scale=x_scale, x_zp=case["x_zp"], out_scale=out_scale, out_zp=case["out_zp"],
                   activation=case.get("activation", "none"))
     return Inputs(x, weight, w_scales, bias, kwargs)
-
-
-def _first_mismatch(got: np.ndarray, want: np.ndarray, tol: int, mask: np.ndarray | None = None) -> str | None:
-    diff = np.abs(got.astype(np.int64) - want.astype(np.int64))
-    if mask is not None:
-        diff = np.where(mask, diff, 0)
-    bad = np.argwhere(diff > tol)
-    if bad.size == 0:
-        return None
-    idx = tuple(int(i) for i in bad[0])
-    return (
-        f"{len(bad)} of {diff.size} elements differ by more than {tol}; first at index {idx}: "
-        f"got {int(got[idx])}, expected {int(want[idx])} (max |diff| {int(diff.max())})"
-    )
 
 
 def _prepare(variant: str, case: dict[str, Any]) -> tuple[dict[str, Any], Inputs, np.random.Generator]:

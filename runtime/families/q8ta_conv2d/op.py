@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from runtime.core import tuning
 from runtime.core.buffers import Buffer
 from runtime.core.device import Device
 from runtime.core.dispatch import Step
@@ -21,11 +22,9 @@ from runtime.oplib import validate
 from runtime.oplib.conv import (
     ConvGeometry,
     ConvInput,
-    activation_code,
     check_limit,
     conv_input,
     device_of,
-    workgroups,
 )
 from runtime.oplib.gemm_formats import (
     matrix_to_nchw,
@@ -34,12 +33,11 @@ from runtime.oplib.gemm_formats import (
     unpack_matrix_4w4c,
     unpack_output_4c,
 )
+from runtime.oplib.gemm_q8 import GemmGeometry, gemm_entry, gemm_step
+from runtime.oplib.requant import MAX_K, check_requant, check_storage, scale_dtype, scale_dtypes_for
+from runtime.oplib.requant import Requant as Requant
 
-# workgroups below which a GEMM is assumed not to fill a GPU (an H100 has 132 SMs; lavapipe a few threads)
-FILL_WORKGROUPS = 128
 DEFAULT_LAYOUT = "4w4c"
-# |sum of (x - x_zp) * w| <= K * 255 * 128 must stay inside int32 accumulators
-MAX_K = (2**31 - 1) // (255 * 128)
 
 
 @dataclass
@@ -76,6 +74,37 @@ def conv_geometry(
     return geom
 
 
+# op keys of the tuning cache (runtime/core/tuning.py; `python -m bench tune` writes them)
+TUNING_KEYS = {"im2col": "q8ta_conv2d.im2col", "gemm": "q8ta_conv2d.gemm"}
+
+
+def _pow2(n: int) -> int:
+    """The largest power of two <= n (1 for n < 2): the bucket of a size."""
+    return 1 << (max(1, int(n)).bit_length() - 1)
+
+
+def shape_class(role: str, *, K4: int, layout: str = "", M: int = 0, OCg: int = 0, scale_dtype: str = "") -> str:
+    """Tuning-cache class of one pass of the conv, sizes bucketed by powers of two: im2col by input
+    layout and K4 (the pickers' inputs); the GEMM by M, OCg, K4 and the scales' storage dtype."""
+    if role == "im2col":
+        return f"{layout} K4~{_pow2(K4)}"
+    if role == "gemm":
+        return f"M~{_pow2(M)} N~{_pow2(OCg)} K4~{_pow2(K4)} {scale_dtype}"
+    raise ValueError(f"role={role!r}: the conv's passes are {sorted(TUNING_KEYS)}")
+
+
+def _tuned(manifest: Manifest, device: Device, role: str, shape: str,
+           accepts: Callable[[Mapping[str, Any]], str | None]) -> VariantEntry | None:
+    """The tuning cache's variant for this class, if it names one that exists, serves the call and fits."""
+    choice = tuning.lookup(device, manifest, TUNING_KEYS[role], shape)
+    entry = manifest.variants.get(choice) if isinstance(choice, str) else None
+    if entry is None or entry.role != role or accepts(entry.axes):
+        return None
+    if device.supports(entry.features) or device_unfit(entry, device):
+        return None
+    return entry
+
+
 def _im2col_entry(
     manifest: Manifest, device: Device, layout: str, forced: str | None, K4: int
 ) -> VariantEntry:
@@ -87,6 +116,9 @@ def _im2col_entry(
         return check_forced(
             manifest, forced, "im2col_variant", role="im2col", accepts=accepts, supports=device.supports
         )
+    tuned = _tuned(manifest, device, "im2col", shape_class("im2col", K4=K4, layout=layout), accepts)
+    if tuned is not None:
+        return tuned
 
     def preference(entry: VariantEntry) -> tuple[Any, ...]:
         axes = entry.axes
@@ -99,71 +131,22 @@ def _im2col_entry(
 
 
 def _gemm_entry(
-    manifest: Manifest, device: Device, OCg: int, M: int, scale_dtype: str, forced: str | None
+    manifest: Manifest, device: Device, OCg: int, M: int, scale_dtype: str, forced: str | None,
+    *, K4: int | None = None,
 ) -> VariantEntry:
-    if forced is not None:
-        entry = check_forced(
-            manifest, forced, "gemm_variant", role="gemm", accepts=lambda axes: None, supports=device.supports
-        )
-        reason = device_unfit(entry, device)
-        if reason:
-            raise ValueError(f"gemm_variant={forced!r} cannot run on {device.info.name}: {reason}")
-        return entry
+    """The tuned GEMM variant of this shape class where the cache has one that fits (K4 given, nothing
+    forced); else the shared heuristic pick of runtime.oplib.gemm_q8."""
+    if forced is None and K4 is not None:
+        dtypes = scale_dtypes_for(scale_dtype)
 
-    # float16 scales widen exactly to float32, so a float32 variant serves them where the device lacks
-    # the 16-bit features; among equally fast variants the scales' own dtype is preferred.
-    dtypes = ("float16", "float32") if scale_dtype == "float16" else (scale_dtype,)
+        def accepts(axes: Mapping[str, Any]) -> str | None:
+            return None if axes.get("dtype") in dtypes else "other scale dtype"
 
-    def accepts(axes: Mapping[str, Any]) -> str | None:
-        return None if axes.get("dtype") in dtypes else "other scale dtype"
-
-    def preference(entry: VariantEntry) -> tuple[Any, ...]:
-        axes = entry.axes
-        block = entry.declared
-        bm, bn = block["DISPATCH_BLOCK_M"], block["DISPATCH_BLOCK_N"]
-        # outputs computed (whole workgroup blocks) per output wanted, in tenths: a big block only
-        # wins where the GEMM fills it
-        padded = round(10 * (-(-M // bm) * bm) * (-(-OCg // bn) * bn) / (M * OCg))
-        # a GEMM too small to give every compute unit a workgroup wants smaller blocks (more of them);
-        # one that fills the device wants the largest blocks (most operand reuse)
-        blocks = -(-M // bm) * -(-OCg // bn)
-        fill = -blocks if blocks < FILL_WORKGROUPS else -bm * bn
-        return ("coop" not in axes, axes.get("dot") not in ("dot", "sdot"), axes.get("dot") != "sdot",
-                axes.get("dtype") != scale_dtype, padded, blocks < FILL_WORKGROUPS, fill,
-                not axes.get("stage", False), axes["wg"]["x"])
-
-    def runs_here(features: Iterable[str]) -> list[str]:
-        return device.supports(features)
-
-    usable = manifest.subset([v for v in manifest.entries(role="gemm") if not device_unfit(v, device)])
-    return pick(usable, role="gemm", accepts=accepts, preference=preference, supports=runs_here,
-                what=f"scale dtype {scale_dtype}")
-
-
-@dataclass(frozen=True)
-class GemmGeometry:
-    """Sizes of one grouped GEMM: G groups of (M x Kp) @ (Kp x OCg)."""
-
-    G: int
-    M: int
-    K4: int
-    OCg: int
-
-    @property
-    def M4(self) -> int:
-        return -(-self.M // 4)
-
-    @property
-    def OCg4(self) -> int:
-        return -(-self.OCg // 4)
-
-    @property
-    def a_bytes(self) -> int:
-        return self.G * self.M4 * self.K4 * 16
-
-    @property
-    def out_bytes(self) -> int:
-        return self.G * self.M * self.OCg4 * 4
+        shape = shape_class("gemm", K4=K4, M=M, OCg=OCg, scale_dtype=scale_dtype)
+        tuned = _tuned(manifest, device, "gemm", shape, accepts)
+        if tuned is not None:
+            return tuned
+    return gemm_entry(manifest, device, OCg, M, scale_dtype, forced)
 
 
 def gemm_geometry(geom: ConvGeometry) -> GemmGeometry:
@@ -176,81 +159,6 @@ def im2col_step(
 ) -> Step:
     """The int8 im2col dispatch: x packed in `layout` -> 4W4C matrix in `out`, padding taps = x_zp."""
     return common.im2col_step(dev, entry, layout, geom, x_words, out, x_zp=x_zp)
-
-
-@dataclass(frozen=True)
-class Requant:
-    """Checked requantization parameters of one call."""
-
-    w_scales: np.ndarray
-    bias: np.ndarray | None
-    x_scale: float
-    x_zp: int
-    out_scale: float
-    out_zp: int
-    activation: int
-
-
-def check_requant(
-    w_scales: Any, bias: Any, C_out: int, *, x_scale: Any, x_zp: Any, out_scale: Any, out_zp: Any, activation: Any
-) -> Requant:
-    rq = Requant(
-        w_scales=validate.per_channel(w_scales, "w_scales", C_out, positive=True),
-        bias=None if bias is None else validate.per_channel(bias, "bias", C_out, positive=False),
-        x_scale=validate.positive_finite(x_scale, "x_scale"),
-        x_zp=validate.zero_point(x_zp, "x_zp"),
-        out_scale=validate.positive_finite(out_scale, "out_scale"),
-        out_zp=validate.zero_point(out_zp, "out_zp"),
-        activation=activation_code(activation),
-    )
-    # the epilogue computes in float32: acc * (x_scale * w_scales[oc]) + bias[oc], then / out_scale
-    validate.storable(rq.x_scale, "x_scale", np.float32, "a float32 push constant", positive=True)
-    validate.storable(rq.out_scale, "out_scale", np.float32, "a float32 push constant", positive=True)
-    product = rq.x_scale * rq.w_scales.astype(np.float64)
-    over = np.flatnonzero(product > np.finfo(np.float32).max)
-    if over.size:
-        i = int(over[0])
-        raise ValueError(
-            f"x_scale * w_scales[{i}] = {rq.x_scale!r} * {float(rq.w_scales[i])!r} = {float(product[i]):.4g} "
-            "overflows float32, in which the shader multiplies them"
-        )
-    return rq
-
-
-def scale_dtype(rq: Requant) -> str:
-    """Storage type the scales ask for: float16 only when w_scales (and bias, if any) are float16."""
-    halves = rq.w_scales.dtype == np.float16 and (rq.bias is None or rq.bias.dtype == np.float16)
-    return "float16" if halves else "float32"
-
-
-def check_storage(manifest: Manifest, entry: VariantEntry, rq: Requant) -> None:
-    """ValueError if w_scales / bias do not survive the cast to the variant's scale storage type."""
-    dtype = np.dtype(manifest.dtypes[entry.axes["dtype"]]["numpy"])
-    where = f"the scale storage of {entry.name!r}"
-    validate.storable(rq.w_scales, "w_scales", dtype, where, positive=True)
-    if rq.bias is not None:
-        validate.storable(rq.bias, "bias", dtype, where, positive=False)
-
-
-def gemm_step(
-    dev: Device, manifest: Manifest, entry: VariantEntry, geom: GemmGeometry, a: Buffer | np.ndarray,
-    w_words: np.ndarray, wsum: np.ndarray, rq: Requant, out: Buffer,
-) -> Step:
-    """The GEMM + requantize dispatch: 4W4C matrix `a` -> [G][M][OCg4] int8 words in `out`."""
-    np_scale = np.dtype(manifest.dtypes[entry.axes["dtype"]]["numpy"])
-    C_out = geom.G * geom.OCg
-    bias = np.zeros(C_out) if rq.bias is None else rq.bias
-    buffers = {0: out, 1: a, 2: w_words, 3: wsum, 4: rq.w_scales.astype(np_scale), 5: bias.astype(np_scale)}
-    push = {
-        "dims": (geom.M, geom.M4, geom.K4, geom.OCg),
-        "dims2": (geom.OCg4, geom.G, rq.x_zp, rq.out_zp),
-        "scales": (rq.x_scale, rq.out_scale, 0.0, 0.0),
-    }
-    # the template states the outputs one workgroup covers (see common.dispatch_block)
-    block = entry.declared
-    pipe = dev.pipeline(entry, {"ACTIVATION": rq.activation})
-    groups = (workgroups(geom.M, block["DISPATCH_BLOCK_M"]), workgroups(geom.OCg, block["DISPATCH_BLOCK_N"]), geom.G)
-    return Step(pipe, buffers, push, groups)
 
 
 def run_im2col_q8(
@@ -338,7 +246,7 @@ def run_conv2d_q8(
                        out_zp=out_zp, activation=activation)
     dev = device_of(device)
     im2col = _im2col_entry(manifest, dev, layout.name, im2col_variant, geom.K4)
-    gemm = _gemm_entry(manifest, dev, geom.OCg, geom.M, scale_dtype(rq), gemm_variant)
+    gemm = _gemm_entry(manifest, dev, geom.OCg, geom.M, scale_dtype(rq), gemm_variant, K4=geom.K4)
     check_storage(manifest, gemm, rq)
 
     gg = gemm_geometry(geom)

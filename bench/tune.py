@@ -1,0 +1,244 @@
+"""`python -m bench tune`: time every variant that fits the device on each shape class conv2d_q8 uses,
+and write the device's tuning cache, which conv2d_q8's variant pickers read before their heuristics.
+
+Classes: runtime.families.q8ta_conv2d.op.shape_class of the suite's conv layers (full: ResNet-50 and
+MobileNetV2 at 224x224, batch 1; --quick: the small lavapipe set): im2col by input layout and K4, the
+GEMM by M, OCg, K4 (powers-of-two buckets) and scale dtype. For each class, every im2col variant that
+reads 4w4c and every GEMM variant with float32 scale storage that fits the device is timed (kernel time,
+bench/measure.py) on every layer of the class and its output checked against NumPy; the choice is the
+variant with the smallest geometric mean of (its time / the layer's best time) among those that passed
+on every layer. Only float32-scale GEMM classes are tuned; calls with float16 scales keep the heuristics.
+
+The cache: <build dir>/tuning/<device>.json (build/ or $SHADERKIT_BUILD), keyed by device name, vendor,
+driver and the manifest's digest (runtime/core/tuning.py); entries of other op keys or classes are kept.
+Invalidate it by rebuilding (`make shaders` changes the digest), a driver update, `rm -r build/tuning`;
+SHADERKIT_TUNING=off makes every op ignore it. `python -m bench` shows tuned and heuristic picks per layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.clocks import Spinner
+from bench.clocks import read as read_clocks
+from bench.clocks import summary as clock_summary
+from bench.kernels import Bench, ConvRig, error_status, picks
+from bench.measure import DeviceInputs
+from bench.options import Log, log_stderr, matcher, open_device, settle, warm_up
+from bench.peer import Peer
+from bench.roofline import Roofline
+from bench.suite import SUITES, ConvShape, Suite
+from runtime.core import tuning
+from runtime.core.device import Device
+from runtime.core.manifest import Manifest, VariantEntry, load_manifest
+from runtime.families.q8ta_conv2d.op import TUNING_KEYS
+
+DEFAULT_REPS = {"full": (5, 1), "quick": (3, 1), "micro": (2, 1)}
+
+
+@dataclass
+class ClassResult:
+    """Every variant timed on the layers of one shape class of one pass ("im2col" or "gemm")."""
+
+    role: str
+    shape_class: str
+    shapes: list[str] = field(default_factory=list)
+    seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # variant -> layer -> kernel seconds
+    failed: dict[str, str] = field(default_factory=dict)  # variant -> first failure
+    heuristic: dict[str, str] = field(default_factory=dict)  # layer -> the heuristic's variant
+    choice: str | None = None
+    score: float | None = None  # geometric mean of the choice's time / the layer's best
+
+    def choose(self) -> str | None:
+        ok = {v: s for v, s in self.seconds.items() if v not in self.failed and set(s) == set(self.shapes)}
+        if not ok:
+            return None
+        best = {layer: min(s[layer] for s in ok.values()) for layer in self.shapes}
+
+        def score(times: dict[str, float]) -> float:
+            return math.exp(sum(math.log(times[k] / best[k]) for k in self.shapes) / len(self.shapes))
+
+        self.choice = min(ok, key=lambda v: (score(ok[v]), v))
+        self.score = score(ok[self.choice])
+        return self.choice
+
+    def total(self, variant: str | None) -> float | None:
+        """Summed seconds of `variant` over the class's layers, None where it was not timed on every one."""
+        times = self.seconds.get(variant or "", {})
+        return sum(times.values()) if variant and set(times) == set(self.shapes) else None
+
+    def heuristic_total(self) -> float | None:
+        times = [self.seconds.get(v, {}).get(layer) for layer, v in self.heuristic.items()]
+        return None if not times or None in times else sum(t for t in times if t is not None)
+
+    def entry_detail(self) -> dict[str, Any]:
+        """What the cache keeps beside the choice, for a person reading it."""
+        return {"seconds": self.seconds.get(self.choice or "", {}), "heuristic": self.heuristic,
+                "heuristic_seconds": {k: self.seconds.get(v, {}).get(k) for k, v in self.heuristic.items()},
+                "score": self.score, "timed": len(self.seconds), "failed": len(self.failed),
+                "measured": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")}
+
+
+def _accepts_im2col(entry: VariantEntry) -> bool:
+    return entry.axes.get("input_layout") in ("generic", "4w4c")
+
+
+def _accepts_gemm(entry: VariantEntry) -> bool:
+    return entry.axes.get("dtype") == "float32"
+
+
+def _time_candidates(b: Bench, result: ClassResult, layer: str, entries: list[VariantEntry],
+                     steps: Callable[[VariantEntry], list[Any]], rig: ConvRig) -> None:
+    """Time each entry's first step (its own pass), then run all its steps once and check the conv's output."""
+    for entry in entries:
+        if b.missing(entry) is not None:
+            continue
+        try:
+            seq = steps(entry)
+            rig.poison()
+            seconds = b.time(seq[:1]).kernel.median
+            b.dev.run(seq)
+            check = rig.check()
+        except Exception as exc:
+            result.failed.setdefault(entry.name, error_status(exc))
+            continue
+        if check.startswith("FAILED"):
+            result.failed.setdefault(entry.name, check)
+        result.seconds.setdefault(entry.name, {})[layer] = seconds
+
+
+def _tune_layer(b: Bench, shape: ConvShape, results: dict[tuple[str, str], ClassResult],
+                im2cols: list[VariantEntry], gemms: list[VariantEntry]) -> list[str]:
+    """Time every candidate of both passes on one layer into the results of its classes."""
+    heuristic = picks(b.dev, shape, ("heuristic",))["heuristic"]
+    with DeviceInputs(b.dev) as inputs:
+        rig = ConvRig(b.dev, b.manifest, shape, inputs)
+        per_pass = {role: results.setdefault((role, cls), ClassResult(role, cls))
+                    for role, cls in rig.classes().items()}
+        heur_im2col, heur_gemm = (b.manifest.variant(n) for n in heuristic)
+        for role, name in zip(("im2col", "gemm"), heuristic, strict=True):
+            per_pass[role].shapes.append(shape.name)
+            per_pass[role].heuristic[shape.name] = name
+        # im2col candidates are checked through the whole conv (with the heuristic GEMM)
+        _time_candidates(b, per_pass["im2col"], shape.name, im2cols, lambda e: [rig.im2col(e), rig.gemm(heur_gemm)],
+                         rig)
+        b.dev.run([rig.im2col(heur_im2col)])  # the matrix every GEMM candidate reads
+        _time_candidates(b, per_pass["gemm"], shape.name, gemms, lambda e: [rig.gemm(e)], rig)
+    return [r.shape_class for r in per_pass.values()]
+
+
+def tune(dev: Device, manifest: Manifest, suite: Suite, reps: int, warmup: int, log: Log,
+         keep_shape: Callable[[str], bool] = lambda n: True, deadline: float = math.inf,
+         spinner: Spinner | None = None) -> list[ClassResult]:
+    """Time every fitting variant on every conv layer of `suite`; one result per (pass, shape class)."""
+    b = Bench(dev, manifest, Roofline(), Peer(enabled=False), reps, warmup, log, pacing=suite.pacing,
+              spinner=spinner)
+    results: dict[tuple[str, str], ClassResult] = {}
+    im2cols = [e for e in manifest.entries(role="im2col") if _accepts_im2col(e)]
+    gemms = [e for e in manifest.entries(role="gemm") if _accepts_gemm(e)]
+    layers = [s for s in suite.conv if keep_shape(s.name)]
+    for i, shape in enumerate(layers, 1):
+        if time.perf_counter() > deadline:
+            log(f"tune: time budget spent, {shape.name} and {len(layers) - i} more layer(s) not tuned")
+            break
+        t0 = time.perf_counter()
+        try:
+            classes = _tune_layer(b, shape, results, im2cols, gemms)
+        except Exception as exc:  # one layer failing must not end the run
+            log(f"tune: {shape.name}: {error_status(exc)}")
+            continue
+        log(f"[tune {i}/{len(layers)}] {shape.name}: {' / '.join(classes)} [{time.perf_counter() - t0:.1f} s]")
+    for result in results.values():
+        result.choose()
+    return list(results.values())
+
+
+def write_cache(dev: Device, manifest: Manifest, results: Sequence[ClassResult]) -> Path:
+    """Record every chosen class into the device's cache (keeping its other entries) and save it."""
+    cache = tuning.load(dev, manifest).copy()
+    for r in results:
+        if r.choice is not None:
+            cache.record(TUNING_KEYS[r.role], r.shape_class, r.choice, **r.entry_detail())
+    return cache.save()
+
+
+def _ms(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds * 1e3:.4g}"
+
+
+def markdown(results: Sequence[ClassResult], meta: dict[str, Any]) -> str:
+    """The tuning report: per class, the tuned choice against the heuristics' picks."""
+    out = [f"# shaderkit tuning: {meta['device']}", "",
+           f"- driver {meta['driver']}; manifest {meta['manifest_digest'][:12]}; suite {meta['suite']}, "
+           f"{meta['reps']} timed runs per variant and layer; {meta['date']}",
+           f"- cache: `{meta['cache']}`", f"- clocks: {meta.get('clocks', 'n/a')}", "",
+           "| pass | shape class | layers | tuned choice | ms (sum) | heuristic pick(s) | ms (sum) | heuristic / tuned "
+           "| variants timed | failed |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(results, key=lambda r: (r.role, r.shape_class)):
+        tuned, heur = r.total(r.choice), r.heuristic_total()
+        gain = f"{heur / tuned:.2f}x" if tuned and heur else "n/a"
+        out.append(f"| {r.role} | {r.shape_class} | {', '.join(r.shapes)} | `{r.choice or 'none'}` | {_ms(tuned)} | "
+                   f"{', '.join(sorted({f'`{v}`' for v in r.heuristic.values()}))} | {_ms(heur)} | {gain} | "
+                   f"{len(r.seconds)} | {len(r.failed)} |")
+    failures = sorted({f"`{v}`: {why}" for r in results for v, why in r.failed.items()})
+    if failures:
+        out += ["", "Failures (never chosen):", *[f"- {f}" for f in failures]]
+    return "\n".join(out) + "\n"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench tune", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="the small suite's layers (same as --suite quick)")
+    p.add_argument("--suite", choices=sorted(SUITES), default="full", help="whose conv layers (default: full)")
+    p.add_argument("--reps", type=int, help="timed runs per variant and layer (default: full 5, quick 3)")
+    p.add_argument("--warmup", type=int, help="untimed runs before them (default 1)")
+    p.add_argument("--shapes", default="", help="comma-separated substrings: keep layers whose name has one")
+    p.add_argument("--device", help="device index or name substring (default: $SHADERKIT_DEVICE / first GPU)")
+    p.add_argument("--budget-s", type=float, default=0.0, help="stop starting layers after this many seconds")
+    p.add_argument("--warm-s", type=float, help="spin the GPU this long first (default: the suite's)")
+    p.add_argument("--out", type=Path, help="also write tune.md and a copy of the cache here")
+    p.add_argument("--dry-run", action="store_true", help="measure and report, but leave the cache alone")
+    return settle(p, p.parse_args(argv), DEFAULT_REPS)
+
+
+def main(argv: Sequence[str] | None = None, dev: Device | None = None) -> int:
+    args = parse_args(argv)
+    log: Log = log_stderr
+    suite = SUITES[args.suite]
+    dev = dev or open_device(args.device)
+    manifest = load_manifest()
+    start = time.perf_counter()
+    deadline = start + args.budget_s if args.budget_s > 0 else math.inf
+    spinner = Spinner(dev, manifest) if suite.pacing.spin_s > 0 or (args.warm_s or 0) > 0 else None
+    clocks = warm_up(spinner, suite.pacing.warm_s if args.warm_s is None else args.warm_s, log)
+    results = tune(dev, manifest, suite, args.reps, args.warmup, log, matcher(args.shapes), deadline, spinner)
+    clocks.append(read_clocks("end"))
+    if spinner is not None:
+        spinner.close()
+    key = tuning.CacheKey.of(dev, manifest)
+    path = tuning.cache_path(manifest, key.device)
+    if not args.dry_run:
+        path = write_cache(dev, manifest, results)
+    meta = {"device": key.device, "driver": key.driver, "manifest_digest": key.manifest_digest, "suite": args.suite,
+            "reps": args.reps, "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "cache": f"{path}{' (dry run: not written)' if args.dry_run else ''}",
+            "clocks": "; ".join(f"{c['when']}: {clock_summary(c)}" for c in clocks)}
+    report = markdown(results, meta)
+    print(report, end="")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "tune.md").write_text(report)
+        if path.exists():
+            (args.out / path.name).write_text(path.read_text())
+    log(f"tune: {sum(r.choice is not None for r in results)} of {len(results)} classes chosen, cache {meta['cache']} "
+        f"({time.perf_counter() - start:.1f} s)")
+    return 0 if results else 1

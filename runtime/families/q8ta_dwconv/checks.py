@@ -1,0 +1,113 @@
+"""Checks of the q8ta_dwconv variants against the family's NumPy oracle (level dwconv).
+
+A *case* is a small JSON-able dict (shape, conv parameters, quantization parameters, value modes,
+seed and input layout); `materialize` turns it into arrays deterministically, so a failing case
+printed as JSON reruns exactly (`python -m runtime.tools.repro`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from runtime.core.device import Device
+from runtime.core.manifest import Manifest, VariantEntry, load_manifest
+from runtime.core.registry import Level, VerificationError
+from runtime.oplib.q8_checks import first_mismatch, int8_values, requant_mismatch, scales_and_bias
+
+from . import oracle
+from .op import run_dwconv2d_q8
+
+ROLES = ("dwconv",)
+CONV_KEYS = ("stride", "padding", "dilation")
+
+
+@dataclass
+class Inputs:
+    x: np.ndarray
+    weight: np.ndarray
+    w_scales: np.ndarray
+    bias: np.ndarray | None
+    conv: dict[str, Any]  # stride, padding, dilation
+    quant: dict[str, Any]  # x_scale, x_zp, out_scale, out_zp, activation
+
+
+def materialize(case: dict[str, Any]) -> Inputs:
+    """Arrays of a case. out_scale is `out_scale_factor` times the scale that maps max|y| to 127."""
+    rng = np.random.default_rng(case["seed"])
+    C = case["C"]
+    x = int8_values(rng, (case["N"], C, case["H"], case["W"]), case.get("x_values", "random"))
+    weight = int8_values(rng, (C, 1, case["KH"], case["KW"]), case.get("w_values", "random"))
+    w_scales, bias = scales_and_bias(rng, case, C)
+    conv = {k: tuple(case[k]) if isinstance(case[k], list) else case[k] for k in CONV_KEYS}
+    x_scale, activation = case.get("x_scale", 0.05), case.get("activation", "none")
+    # y before rounding: the oracle's scaled output for out_scale 1
+    _, y, _ = oracle.requantize(oracle.dwconv_acc(x, weight, x_zp=case["x_zp"], **conv), x_scale=x_scale,
+                                w_scales=w_scales, bias=bias, out_scale=1.0, out_zp=0, activation=activation)
+    out_scale = (float(np.max(np.abs(y))) or 1.0) / 127.0 * case.get("out_scale_factor", 1.0)
+    quant = {"x_scale": x_scale, "x_zp": case["x_zp"], "out_scale": out_scale, "out_zp": case["out_zp"],
+             "activation": activation}
+    return Inputs(x, weight, w_scales, bias, conv, quant)
+
+
+def small_values(inp: Inputs) -> tuple[np.ndarray, np.ndarray]:
+    """x within x_zp +- 3 and weights in {-1, 0, 1}, from the case's own values (same positions,
+    same padding pattern): accumulators stay within int8 for up to 42 taps, so through identity
+    requantization every bit of them is visible."""
+    x_zp = inp.quant["x_zp"]
+    x = np.clip(x_zp + inp.x.astype(np.int64) % 7 - 3, -128, 127).astype(np.int8)
+    return x, (inp.weight.astype(np.int64) % 3 - 1).astype(np.int8)
+
+
+def check_dwconv(variant: str, case: dict[str, Any], device: Device | None) -> None:
+    """The op with `variant` forced, guard bands around the output and garbage in the input layout's
+    padding bytes: exact accumulators through identity requantization, then the case's requantization,
+    exact but for +-1 next to a rounding tie (runtime/oplib/q8_checks.py)."""
+    entry = load_manifest().variant(variant)
+    case = dict(case, scale_dtype=str(entry.axes.get("dtype", "float32")))
+    inp = materialize(case)
+    garbage = np.random.default_rng(case["seed"] + 1)
+    common = dict(inp.conv, input_layout=case["layout"], variant=variant, device=device, guard=True,
+                  pad_garbage=garbage)
+
+    xs, ws = small_values(inp)
+    x_zp = inp.quant["x_zp"]
+    ones = np.ones(xs.shape[1], inp.w_scales.dtype)
+    got = run_dwconv2d_q8(xs, ws, ones, None, x_scale=1.0, x_zp=x_zp, out_scale=1.0, out_zp=0, **common).output
+    want = np.clip(oracle.dwconv_acc(xs, ws, x_zp=x_zp, **inp.conv), -128, 127)
+    _raise_if(variant, "accumulators (identity requantization)", first_mismatch(got, want, 0))
+
+    got = run_dwconv2d_q8(inp.x, inp.weight, inp.w_scales, inp.bias, **inp.quant, **common).output
+    want, scaled, magnitude = oracle.dwconv2d_q8_reference(inp.x, inp.weight, inp.w_scales, inp.bias,
+                                                           **inp.quant, **inp.conv)
+    _raise_if(variant, "requantized output", requant_mismatch(got, want, scaled, magnitude))
+
+
+def _raise_if(variant: str, what: str, problem: str | None) -> None:
+    if problem:
+        raise VerificationError(f"dwconv check of {variant} failed: {what}: {problem}")
+
+
+# --- what the generic property tests draw ----------------------------------------------------------
+
+
+def accepted_layouts(entry: VariantEntry, manifest: Manifest) -> list[str]:
+    """The input layouts a variant reads: every layout of the manifest for `generic`, else its own."""
+    layout = entry.axes.get("input_layout")
+    return sorted(manifest.layouts) if layout in (None, "generic") else [str(layout)]
+
+
+def _cases(entry: VariantEntry, manifest: Manifest) -> Any:
+    from .strategies import dw_cases  # Hypothesis only where cases are drawn
+
+    return dw_cases(accepted_layouts(entry, manifest))
+
+
+LEVELS = (
+    Level("dwconv", ROLES, check_dwconv, _cases,
+          "the op with the variant forced: exact accumulators through identity requantization, then exact "
+          "requantization but for +-1 next to a rounding tie; "
+          "guard bands, garbage in the input layout's padding bytes"),
+)
