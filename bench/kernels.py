@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import upstream
 from bench.clocks import Spinner
 from bench.measure import DeviceInputs, Matched, Stats, adaptive_reps, time_matched
 from bench.peer import Peer, PeerSet, PeerTiming
@@ -28,6 +29,7 @@ from runtime.core.layouts import Layout
 from runtime.core.manifest import Manifest, VariantEntry
 from runtime.core.select import device_unfit
 from runtime.families.q8ta_conv2d import oracle as reference
+from runtime.families.q8ta_conv2d.im2col import PATH_NAMES, matrix_bytes, matrix_of, plan
 from runtime.families.q8ta_conv2d.op import (
     TUNING_KEYS,
     GemmGeometry,
@@ -35,18 +37,25 @@ from runtime.families.q8ta_conv2d.op import (
     check_requant,
     conv_geometry,
     gemm_geometry,
+    gemm_rows,
     gemm_step,
     im2col_step,
+    matrix_formats,
+    pick_passes,
     run_conv2d_q8,
     shape_class,
 )
 from runtime.oplib.gemm_formats import (
+    MATRIX_FORMATS,
+    formats_agree,
     matrix_to_nchw,
     pack_weights_q8,
     unpack_matrix_4w4c,
+    unpack_matrix_upstream,
     unpack_output_4c,
     unpack_weights_q8,
 )
+from runtime.oplib.gemm_q8 import emulated
 
 # NumPy spot checks above these sizes would take longer than the benchmark itself: skipped, and said so.
 GEMM_CHECK_MACS = 1 << 32  # float64 BLAS matmul (exact: |sum| <= 8192 * 128 * 128 << 2**53)
@@ -128,7 +137,9 @@ class Bench:
     _last_busy: float = 0.0
 
     def variants(self, role: str) -> list[VariantEntry]:
-        return [self.manifest.variants[n] for n in self.manifest.names(role=role) if self.keep_variant(n)]
+        """The variants of `role` the bench times: the ones asked for, never the software-emulated
+        tensor-core twins (test-only code paths, see runtime/oplib/gemm_q8.emulated)."""
+        return [v for v in self.manifest.entries(role=role) if self.keep_variant(v.name) and not emulated(v.axes)]
 
     def missing(self, entry: VariantEntry) -> str | None:
         lacks = self.dev.supports(entry.features)
@@ -262,47 +273,110 @@ def _layout(manifest: Manifest, entry: VariantEntry) -> Layout:
 
 
 def bench_im2col(b: Bench, shape: ConvShape) -> list[Row]:
-    """Every im2col variant on one conv's input; GB/s counts the packed input read once + the matrix written."""
+    """Every im2col variant on one conv's input (each in its matrix format), then upstream's own shaders
+    where `.upstream/` holds them (bench/upstream.py); GB/s counts the packed input read once + the matrix
+    written. Matrices over IM2COL_CHECK_BYTES skip the NumPy check; upstream's output is compared with our
+    upstream-format output byte for byte whatever the size."""
     rng = _rng(shape.name)
     x = rng.integers(-128, 128, size=(shape.N, shape.C_in, shape.H, shape.W), dtype=np.int8)
     kernel = np.zeros((shape.groups, shape.C_in // shape.groups, shape.K, shape.K), np.int8)  # carries the shape
     geom = conv_geometry(x.shape, kernel, stride=shape.stride, padding=shape.padding, dilation=1, groups=shape.groups)
-    gg = gemm_geometry(geom)
     x_zp = 5
-    check = gg.a_bytes <= IM2COL_CHECK_BYTES
-    want: tuple[np.ndarray, np.ndarray] | None = None
+    wants: dict[str, Any] = {}
+    ours: dict[str, np.ndarray] = {}  # our upstream-format matrix (4w4c input), for upstream's rows
+    best: tuple[float, str] | None = None  # our fastest 4w4c-specialized variant
     rows = []
     packed: dict[str, np.ndarray] = {}
+
+    def expected(fmt: str) -> Any:
+        if fmt not in wants:
+            args = (x, shape.K, shape.K, shape.stride, shape.padding, 1, shape.groups, x_zp)
+            wants[fmt] = reference.im2col_upstream(*args) if fmt == "upstream" else reference.im2col(*args)
+        return wants[fmt]
+
     with DeviceInputs(b.dev) as inputs:
-        a_buf = inputs.alloc(gg.a_bytes)
+        a_buf = inputs.alloc(max(matrix_bytes(geom, fmt) for fmt in MATRIX_FORMATS))
         for entry in b.variants("im2col"):
+            fmt = matrix_of(entry)
             row = Row("im2col", shape.name, shape.describe(), entry.name, "copy")
             rows.append(row)
             if (reason := b.missing(entry)) is not None:
                 row.status = reason
                 continue
+            nbytes = matrix_bytes(geom, fmt)
+            check = nbytes <= IM2COL_CHECK_BYTES
             try:
                 layout = _layout(b.manifest, entry)
                 if layout.name not in packed:
                     packed[layout.name] = layout.pack(x)
                 x_words = packed[layout.name]
-                row.desc += f", {layout.name} in"
-                row.nbytes = x_words.nbytes + gg.a_bytes
-                if check:
-                    a_buf.fill(SENTINEL)
+                row.desc += f", {layout.name} in, {fmt} matrix ({PATH_NAMES[plan(entry, layout, geom).path]} path)"
+                row.nbytes = x_words.nbytes + nbytes
+                a_buf.fill(SENTINEL)
                 step = inputs.persist(im2col_step(b.dev, entry, layout, geom, x_words, x_zp, a_buf))
                 _fill(row, b.time([step]))
             except Exception as exc:
                 row.status = error_status(exc)
                 continue
-            if check:
-                if want is None:
-                    want = reference.im2col(x, shape.K, shape.K, shape.stride, shape.padding, 1, shape.groups, x_zp)
-                got = unpack_matrix_4w4c(a_buf.read(np.int32), gg.G, gg.M, 4 * gg.K4)
-                row.check = _mismatch(got, want[0], 0, np.broadcast_to(want[1], want[0].shape))
+            words = a_buf.read(np.int32)[: nbytes // 4] if check or fmt == "upstream" else None
+            if fmt == "upstream" and layout.name == CONV_LAYOUT and words is not None:
+                ours.setdefault("words", words)
+            if entry.axes.get("input_layout") == CONV_LAYOUT and row.stats and (best is None
+                                                                               or row.stats.median < best[0]):
+                best = (row.stats.median, entry.name)
+            if not check or words is None:
+                row.check = f"skipped: {nbytes / 2**20:.0f} MiB matrix is too big for a NumPy check"
+            elif fmt == "upstream":
+                row.check = _mismatch(unpack_matrix_upstream(words, geom), expected("upstream"), 0)
             else:
-                row.check = f"skipped: {gg.a_bytes / 2**20:.0f} MiB matrix is too big for a NumPy check"
+                want, mask = expected("native")
+                got = unpack_matrix_4w4c(words, geom.groups, geom.M, geom.Kp)
+                row.check = _mismatch(got, want, 0, np.broadcast_to(mask, want.shape))
             b.rate(row)
+        rows += _upstream_rows(b, shape, geom, x, x_zp, a_buf, inputs, ours.get("words"), best)
+    return rows
+
+
+def _upstream_rows(b: Bench, shape: ConvShape, geom: Any, x: np.ndarray, x_zp: int, a_buf: Any, inputs: DeviceInputs,
+                   ours: np.ndarray | None, best: tuple[float, str] | None) -> list[Row]:
+    """Upstream's im2col shaders on the same input bytes, where `.upstream/` has them: checked against our
+    upstream-format matrix, and with ours/upstream (> 1: ours is faster) in their description."""
+    rows: list[Row] = []
+    layout = Layout.from_dict(CONV_LAYOUT, b.manifest.layouts[CONV_LAYOUT])
+    try:
+        found = upstream.find()
+    except Exception as exc:  # a broken hand expansion must not end the run
+        return [Row("im2col", shape.name, shape.describe(), "upstream", "copy", status=error_status(exc))]
+    for label, shader in found.items():
+        if not b.keep_variant(label):
+            continue
+        row = Row("im2col", shape.name, shape.describe() + f", {CONV_LAYOUT} in, upstream matrix", label, "copy")
+        rows.append(row)
+        if shader is None:
+            row.status = upstream.NOT_PRESENT
+            continue
+        if (why := upstream.applies(label, geom, CONV_LAYOUT)) is not None:
+            row.status = f"n/a: {why}"
+            continue
+        nbytes = matrix_bytes(geom, "upstream")
+        try:
+            x_words = layout.pack(x)
+            row.nbytes = x_words.nbytes + nbytes
+            a_buf.fill(SENTINEL)
+            step = inputs.persist(upstream.im2col_step(b.dev, shader, layout, layout, geom, x_words, x_zp, a_buf))
+            _fill(row, b.time([step]))
+        except Exception as exc:
+            row.status = error_status(exc)
+            continue
+        got = a_buf.read(np.int32)[: nbytes // 4]
+        if ours is not None:
+            row.check = "ok" if np.array_equal(got, ours) else "FAILED: differs from our upstream-format matrix"
+        else:
+            row.check = _mismatch(unpack_matrix_upstream(got, geom), reference.im2col_upstream(
+                x, shape.K, shape.K, shape.stride, shape.padding, 1, shape.groups, x_zp), 0)
+        if best is not None and row.stats is not None:
+            row.desc += f"; ours/upstream {row.stats.median / best[0]:.2f}x ({best[1]})"
+        b.rate(row)
     return rows
 
 
@@ -336,7 +410,8 @@ def conv_case(shape: ConvShape) -> ConvCase:
 class ConvRig:
     """One conv shape on the device, ready to time any (im2col, GEMM) variant pair: inputs uploaded once
     (into `inputs`), the NumPy result computed once for small shapes, every output checked against it.
-    Used by the conv benchmark and by `python -m bench tune`."""
+    Each im2col matrix format (runtime/oplib/gemm_formats.py) has its own matrix buffer and GEMM weights,
+    so a pass always meets a partner of its format. Used by the conv benchmark and by `python -m bench tune`."""
 
     def __init__(self, dev: Device, manifest: Manifest, shape: ConvShape, inputs: DeviceInputs) -> None:
         self.dev, self.manifest, self.shape, self.inputs = dev, manifest, shape, inputs
@@ -355,22 +430,68 @@ class ConvRig:
         self.want: np.ndarray | None = None
         if shape.macs <= CONV_CHECK_MACS:
             self.want, _ = reference.conv2d_q8_reference(case.x, case.weight, case.w_scales, case.bias, **kw)
-        self.a_buf = inputs.alloc(self.gg.a_bytes)
+        self.a_buf = inputs.alloc(self.gg.a_bytes)  # the native matrix (and both, where formats agree)
         self.out = inputs.alloc(self.gg.out_bytes)
+        # the formats conv2d_q8 would use, preferred first (its automatic choice first)
+        self.formats = matrix_formats(manifest, self.geom, None, {})
+        self._a_bufs: dict[str, Any] = {"native": self.a_buf}
+        self._weights: dict[str, tuple[np.ndarray, np.ndarray]] = {"native": (self.w_words, self.wsum)}
+
+    def _format(self, entry: VariantEntry) -> str:
+        """The matrix buffer a pass uses: its format's, or the native one where the formats are the same bytes."""
+        return "native" if formats_agree(self.geom) else matrix_of(entry)
+
+    def _a(self, fmt: str) -> Any:
+        if fmt not in self._a_bufs:
+            self._a_bufs[fmt] = self.inputs.alloc(matrix_bytes(self.geom, fmt))
+        return self._a_bufs[fmt]
+
+    def serves(self, entry: VariantEntry) -> bool:
+        """Whether conv2d_q8, choosing the format itself, may run this pass here (what the tuner times)."""
+        return matrix_of(entry) in (self.formats if formats_agree(self.geom) else self.formats[:1])
 
     def classes(self) -> dict[str, str]:
         """The tuning-cache shape class of each pass (runtime.families.q8ta_conv2d.op.shape_class)."""
         g = self.geom
-        return {"im2col": shape_class("im2col", K4=g.K4, layout=CONV_LAYOUT),
-                "gemm": shape_class("gemm", K4=g.K4, M=g.M, OCg=g.OCg, scale_dtype="float32")}
+        bound = "" if formats_agree(g) else self.formats[0]
+        k4 = g.K4 if bound != "upstream" else gemm_geometry(g, bound).K4
+        return {"im2col": shape_class("im2col", K4=k4, layout=CONV_LAYOUT, matrix=bound),
+                "gemm": shape_class("gemm", K4=k4, M=g.M, OCg=g.OCg, scale_dtype="float32", matrix=bound)}
+
+    def partner(self, entry: VariantEntry, other: VariantEntry) -> VariantEntry:
+        """`other` (a variant of the other pass) where it shares `entry`'s matrix format, else the heuristic's
+        variant of that pass in `entry`'s format."""
+        if formats_agree(self.geom) or matrix_of(entry) == matrix_of(other):
+            return other
+        passes = pick_passes(self.manifest, self.dev, self.geom, CONV_LAYOUT, "float32", matrix=matrix_of(entry))
+        return passes.gemm if other.role == "gemm" else passes.im2col
+
+    def fill_matrices(self, im2col: VariantEntry) -> None:
+        """Every format's matrix, so that any GEMM variant finds its own: `im2col` and its heuristic peers."""
+        steps = [self.im2col(im2col)]
+        if not formats_agree(self.geom):
+            steps += [self.im2col(self.partner(self._probe_gemm(fmt), im2col)) for fmt in MATRIX_FORMATS
+                      if fmt != matrix_of(im2col)]
+        self.dev.run(steps)
+
+    def _probe_gemm(self, fmt: str) -> VariantEntry:
+        return pick_passes(self.manifest, self.dev, self.geom, CONV_LAYOUT, "float32", matrix=fmt).gemm
 
     def im2col(self, entry: VariantEntry) -> Step:
         return self.inputs.persist(im2col_step(self.dev, entry, self.layout, self.geom, self.x_words, self.rq.x_zp,
-                                               self.a_buf))
+                                               self._a(self._format(entry))))
 
     def gemm(self, entry: VariantEntry) -> Step:
-        return self.inputs.persist(gemm_step(self.dev, self.manifest, entry, self.gg, self.a_buf, self.w_words,
-                                             self.wsum, self.rq, self.out))
+        fmt, reads = self._format(entry), matrix_of(entry)
+        if reads not in self._weights:
+            self._weights[reads] = pack_weights_q8(self.case.weight, self.geom.groups, reads)
+        w_words, wsum = self._weights[reads]
+        if fmt == "native":
+            geom, rows = self.gg, None
+        else:
+            geom, rows = gemm_geometry(self.geom, fmt), gemm_rows(self.geom, fmt)
+        return self.inputs.persist(gemm_step(self.dev, self.manifest, entry, geom, self._a(fmt), w_words, wsum, self.rq,
+                                             self.out, rows=rows))
 
     def poison(self) -> None:
         self.out.fill(SENTINEL)
@@ -409,8 +530,7 @@ def bench_conv(b: Bench, shape: ConvShape) -> list[Row]:
         rig = ConvRig(b.dev, b.manifest, shape, inputs)
         classes = rig.classes()
         entries = {role: tuning.lookup(b.dev, b.manifest, TUNING_KEYS[role], cls) for role, cls in classes.items()}
-        im2col = rig.im2col(b.manifest.variant(chosen["heuristic"][0]))
-        b.dev.run([im2col])  # the GEMM screen below reads this matrix
+        rig.fill_matrices(b.manifest.variant(chosen["heuristic"][0]))  # what the GEMM screen below reads
 
         # screen every GEMM variant on this conv's GEMM with a few runs; the fastest one that passes wins
         best: tuple[float, str] | None = None
@@ -438,7 +558,8 @@ def bench_conv(b: Bench, shape: ConvShape) -> list[Row]:
         for label, pair in chosen.items():
             pairs.setdefault(pair, []).append(label)
         if best is not None:
-            pairs.setdefault((chosen["heuristic"][0], best[1]), []).append("best-gemm")
+            heuristic_im2col = rig.partner(b.manifest.variant(best[1]), b.manifest.variant(chosen["heuristic"][0]))
+            pairs.setdefault((heuristic_im2col.name, best[1]), []).append("best-gemm")
         for (im2col_name, gemm_name), labels in pairs.items():
             gemm_entry = b.manifest.variant(gemm_name)
             row = Row("conv", shape.name, desc, f"{im2col_name} + {gemm_name}", unit_of(gemm_entry), ops=rig.ops,

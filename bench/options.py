@@ -10,7 +10,7 @@ from typing import Any
 
 from bench.clocks import Spinner
 from bench.clocks import read as read_clocks
-from runtime.core.device import Device, default_device
+from runtime.core.device import open_device as open_device
 
 Log = Callable[[str], None]
 
@@ -20,7 +20,7 @@ def settle(p: argparse.ArgumentParser, args: argparse.Namespace,
     """--quick, and the suite's (reps, warm-up) defaults where they were not given; errors through `p`."""
     if args.quick:
         args.suite = "quick"
-    reps, warmup = defaults[args.suite]
+    reps, warmup = defaults.get(args.suite, defaults["full"])  # a suite without its own defaults: full's
     args.reps = reps if args.reps is None else args.reps
     args.warmup = warmup if args.warmup is None else args.warmup
     if args.reps < 1 or args.warmup < 0:
@@ -44,13 +44,6 @@ def load_average() -> str:
         return "/".join(f"{x:.1f}" for x in os.getloadavg())
     except OSError:
         return "n/a"
-
-
-def open_device(selector: str | None) -> Device:
-    """--device: an index, a name substring, or None for the default device."""
-    if selector is None:
-        return default_device()
-    return Device(int(selector) if selector.isdigit() else selector)
 
 
 def warm_up(spinner: Spinner | None, seconds: float, log: Log) -> list[dict[str, Any]]:

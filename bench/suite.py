@@ -141,6 +141,17 @@ IM2COL = [
     _dw("im2col.dw144@112", 144, 112),  # G 144, M 12544, K 36
 ]
 
+# im2col on matrices of 32 MiB and more (issue 14: >= 70 % of copy bandwidth), each within lavapipe's 128 MiB
+# buffer limit: early 3x3 layers at batch 8 (ResNet/VGG-like, 55 MiB) and at 256x256 in one image (U-Net-like,
+# 36 MiB: upstream's one-image 4W4C shader applies), MobileNetV2's widest depthwise layer at 112x112 (62 MiB
+# native, 21 MiB upstream) and ResNet-50's 7x7/2 stem at batch 16 (C_in 3: 38 MiB native, 28 MiB upstream).
+IM2COL_BIG = [
+    _conv("im2col.b8.c64@112", 64, 112, 64, 3, n=8),
+    _conv("im2col.unet.c64@256", 64, 256, 64, 3),
+    _dw("im2col.dw144@112", 144, 112),
+    _conv("im2col.b16.rn50.stem7x7s2", 3, 224, 64, 7, 2, n=16),
+]
+
 GEMM = [
     *(GemmShape(f"gemm.sq{n}", n, n, n) for n in (256, 512, 1024, 2048, 4096, 8192)),
     GemmShape("gemm.tallM", 8192, 512, 256),
@@ -152,7 +163,7 @@ GEMM = [
     GemmShape("gemm.8192x2048x4096", 8192, 2048, 4096),
 ]
 
-FULL = Suite("full", conv=RESNET50 + MOBILENETV2, im2col=IM2COL, gemm=GEMM,
+FULL = Suite("full", conv=RESNET50 + MOBILENETV2, im2col=IM2COL + IM2COL_BIG[:2] + IM2COL_BIG[3:], gemm=GEMM,
              roofline=RooflineSizes(256 << 20, 1 << 21, 2e-3, spin_s=0.3),
              pacing=Pacing(variant_budget_s=0.06, idle_s=0.5, spin_s=0.25, warm_s=15.0))
 
@@ -191,4 +202,8 @@ MICRO = Suite(
     roofline=RooflineSizes(1 << 20, 256, 1e-3, 4, spin_s=0.0, coop_subgroups=8),
 )
 
-SUITES = {s.name: s for s in (FULL, QUICK, MICRO)}
+# the big im2col shapes alone with the full suite's roofline and pacing: `python -m bench --suite im2col
+# --only im2col` measures copy bandwidth and every im2col variant (and upstream's, where .upstream/ has them)
+IM2COL_SUITE = Suite("im2col", im2col=IM2COL_BIG, roofline=FULL.roofline, pacing=FULL.pacing)
+
+SUITES = {s.name: s for s in (FULL, QUICK, MICRO, IM2COL_SUITE)}

@@ -9,6 +9,15 @@ bench/measure.py) on every layer of the class and its output checked against Num
 variant with the smallest geometric mean of (its time / the layer's best time) among those that passed
 on every layer. Only float32-scale GEMM classes are tuned; calls with float16 scales keep the heuristics.
 
+Implementations: conv2d_q8 may also run as another family's single kernel (runtime.core.registry
+`implements`): q8ta_igemm's implicit GEMM (every conv) and q8ta_dwconv's direct conv (depthwise). Per
+conv shape class (runtime.families.q8ta_igemm.selection.impl_class: kernel, stride, dilation, how the
+channels split, power-of-two buckets of channel words, output channels and M) every such variant that
+reads 4w4c is timed and checked the same way, against the im2col + GEMM pair (the layer's fastest
+im2col plus its fastest GEMM, as timed above); the winner (a variant name, or "im2col+gemm") is
+recorded under the op key "conv2d_q8.impl", which q8ta_igemm's implementation reads. --batches times
+every layer at other batch sizes too (their classes differ by M).
+
 The cache: <build dir>/tuning/<device>.json (build/ or $SHADERKIT_BUILD), keyed by device name, vendor,
 driver and the manifest's digest (runtime/core/tuning.py); entries of other op keys or classes are kept.
 Invalidate it by rebuilding (`make shaders` changes the digest), a driver update, `rm -r build/tuning`;
@@ -18,18 +27,22 @@ SHADERKIT_TUNING=off makes every op ignore it. `python -m bench` shows tuned and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from bench.clocks import Spinner
 from bench.clocks import read as read_clocks
 from bench.clocks import summary as clock_summary
-from bench.kernels import Bench, ConvRig, error_status, picks
+from bench.kernels import CONV_LAYOUT, SENTINEL, Bench, ConvRig, error_status, picks
 from bench.measure import DeviceInputs
 from bench.options import Log, log_stderr, matcher, open_device, settle, warm_up
 from bench.peer import Peer
@@ -37,8 +50,16 @@ from bench.roofline import Roofline
 from bench.suite import SUITES, ConvShape, Suite
 from runtime.core import tuning
 from runtime.core.device import Device
+from runtime.core.dispatch import Step
 from runtime.core.manifest import Manifest, VariantEntry, load_manifest
 from runtime.families.q8ta_conv2d.op import TUNING_KEYS
+from runtime.families.q8ta_dwconv import op as dwconv
+from runtime.families.q8ta_igemm.op import igemm_entry, igemm_step, split_plan, split_scratch
+from runtime.families.q8ta_igemm.selection import IMPL_KEY, PAIR, impl_class, prefer_igemm
+from runtime.oplib.gemm_q8 import emulated
+
+IMPL = "impl"  # the ClassResult role of conv2d_q8's implementations
+CACHE_KEYS = {**TUNING_KEYS, IMPL: IMPL_KEY}
 
 DEFAULT_REPS = {"full": (5, 1), "quick": (3, 1), "micro": (2, 1)}
 
@@ -91,11 +112,20 @@ def _accepts_im2col(entry: VariantEntry) -> bool:
 
 
 def _accepts_gemm(entry: VariantEntry) -> bool:
-    return entry.axes.get("dtype") == "float32"
+    # emulated cooperative matrices are for tests: never a tuning choice
+    return entry.axes.get("dtype") == "float32" and not emulated(entry.axes)
+
+
+class _Output(Protocol):
+    """Where a candidate writes the conv's output: poison it before a run, check it after."""
+
+    def poison(self) -> None: ...
+
+    def check(self) -> str: ...
 
 
 def _time_candidates(b: Bench, result: ClassResult, layer: str, entries: list[VariantEntry],
-                     steps: Callable[[VariantEntry], list[Any]], rig: ConvRig) -> None:
+                     steps: Callable[[VariantEntry], list[Any]], rig: _Output) -> None:
     """Time each entry's first step (its own pass), then run all its steps once and check the conv's output."""
     for entry in entries:
         if b.missing(entry) is not None:
@@ -126,24 +156,102 @@ def _tune_layer(b: Bench, shape: ConvShape, results: dict[tuple[str, str], Class
         for role, name in zip(("im2col", "gemm"), heuristic, strict=True):
             per_pass[role].shapes.append(shape.name)
             per_pass[role].heuristic[shape.name] = name
-        # im2col candidates are checked through the whole conv (with the heuristic GEMM)
-        _time_candidates(b, per_pass["im2col"], shape.name, im2cols, lambda e: [rig.im2col(e), rig.gemm(heur_gemm)],
-                         rig)
-        b.dev.run([rig.im2col(heur_im2col)])  # the matrix every GEMM candidate reads
-        _time_candidates(b, per_pass["gemm"], shape.name, gemms, lambda e: [rig.gemm(e)], rig)
-    return [r.shape_class for r in per_pass.values()]
+        # candidates: the variants of the im2col matrix format(s) conv2d_q8 would use here; im2col ones are
+        # checked through the whole conv (with the heuristic GEMM, or the heuristic's one of their format)
+        _time_candidates(b, per_pass["im2col"], shape.name, [e for e in im2cols if rig.serves(e)],
+                         lambda e: [rig.im2col(e), rig.gemm(rig.partner(e, heur_gemm))], rig)
+        rig.fill_matrices(heur_im2col)  # the matrices the GEMM candidates read
+        _time_candidates(b, per_pass["gemm"], shape.name, [e for e in gemms if rig.serves(e)],
+                         lambda e: [rig.gemm(e)], rig)
+        impl = _tune_implementations(b, shape, rig, per_pass, results)
+    return [r.shape_class for r in per_pass.values()] + [impl]
+
+
+class _DwOutput:
+    """q8ta_dwconv on a rig's depthwise layer: its own weight words and 4c output, checked like the rig's."""
+
+    def __init__(self, b: Bench, rig: ConvRig) -> None:
+        self.b, self.rig = b, rig
+        self.w_words, self.wsum = dwconv.pack_weights(rig.case.weight)
+        g = rig.geom
+        self.shape = (g.N, g.C_out, g.H_out, g.W_out)
+        self.out = rig.inputs.alloc(4 * dwconv.OUTPUT_LAYOUT.words(self.shape))
+
+    def step(self, entry: VariantEntry) -> Step:
+        r = self.rig
+        return r.inputs.persist(dwconv.dwconv_step(self.b.dev, self.b.manifest, entry, r.layout, r.geom, r.x_words,
+                                                   self.w_words, self.wsum, r.rq, self.out))
+
+    def poison(self) -> None:
+        self.out.fill(SENTINEL)
+
+    def check(self) -> str:
+        if self.rig.want is None:
+            return f"skipped: {self.rig.shape.macs:.2g} MACs is too many for a NumPy check"
+        got = dwconv.OUTPUT_LAYOUT.unpack(self.out.read(np.int32), self.shape)
+        diff = int(np.abs(got.astype(np.int64) - self.rig.want.astype(np.int64)).max())
+        return "ok" if diff <= 1 else f"FAILED: output differs from NumPy by up to {diff}"
+
+
+def _reads_conv_layout(b: Bench, entry: VariantEntry) -> bool:
+    return (entry.axes.get("input_layout") in ("generic", CONV_LAYOUT) and not isinstance(entry.axes.get("coop"), str)
+            and b.missing(entry) is None)
+
+
+def _tune_implementations(b: Bench, shape: ConvShape, rig: ConvRig, per_pass: dict[str, ClassResult],
+                          results: dict[tuple[str, str], ClassResult]) -> str:
+    """conv2d_q8's implementations on one layer into the result of its impl_class: every q8ta_igemm variant
+    (and, on a depthwise layer, every q8ta_dwconv one) against the im2col + GEMM pair, the sum of the
+    layer's fastest passing im2col and GEMM."""
+    g, layer = rig.geom, shape.name
+    result = results.setdefault((IMPL, impl_class(g)), ClassResult(IMPL, impl_class(g)))
+    result.shapes.append(layer)
+    passes = [min((t[layer] for v, t in r.seconds.items() if v not in r.failed and layer in t), default=None)
+              for r in per_pass.values()]
+    if None not in passes:
+        result.seconds.setdefault(PAIR, {})[layer] = sum(t for t in passes if t is not None)
+    depthwise = g.groups == g.C_in == g.C_out
+    with ExitStack() as stack:
+
+        def igemm(entry: VariantEntry) -> list[Step]:
+            plan = split_plan(b.dev, entry, g)
+            scratch = stack.enter_context(split_scratch(b.dev, entry, g, plan))
+            return [rig.inputs.persist(igemm_step(b.dev, b.manifest, entry, rig.layout, g, rig.x_words, rig.w_words,
+                                                  rig.wsum, rig.rq, rig.out, plan, scratch))]
+
+        _time_candidates(b, result, layer, [e for e in b.manifest.entries(role="igemm") if _reads_conv_layout(b, e)],
+                         igemm, rig)
+    heuristic = PAIR
+    if depthwise:
+        dw = _DwOutput(b, rig)
+        _time_candidates(b, result, layer, [e for e in b.manifest.entries(role="dwconv") if _reads_conv_layout(b, e)],
+                         lambda e: [dw.step(e)], dw)
+        with tuning.disabled():  # what conv2d_q8 runs untuned: the depthwise family takes every such call
+            case = rig.case
+            heuristic = dwconv.run_dwconv2d_q8(case.x, case.weight, case.w_scales, case.bias, device=b.dev,
+                                               **{k: v for k, v in case.kwargs.items() if k != "groups"}).variant
+    elif prefer_igemm(b.dev, b.manifest, g):
+        heuristic = igemm_entry(b.manifest, b.dev, CONV_LAYOUT, g, "float32", None).name
+    result.heuristic[layer] = heuristic
+    return result.shape_class
+
+
+def at_batches(layers: Sequence[ConvShape], batches: Sequence[int]) -> list[ConvShape]:
+    """Every layer at each batch size (the suite's own where it is in `batches`, named as it is)."""
+    return [s if n == s.N else dataclasses.replace(s, name=f"{s.name}@b{n}", N=n) for n in batches for s in layers]
 
 
 def tune(dev: Device, manifest: Manifest, suite: Suite, reps: int, warmup: int, log: Log,
          keep_shape: Callable[[str], bool] = lambda n: True, deadline: float = math.inf,
-         spinner: Spinner | None = None) -> list[ClassResult]:
-    """Time every fitting variant on every conv layer of `suite`; one result per (pass, shape class)."""
+         spinner: Spinner | None = None, batches: Sequence[int] = (1,)) -> list[ClassResult]:
+    """Time every fitting variant on every conv layer of `suite` (at each of `batches`); one result per
+    (pass or implementation, shape class)."""
     b = Bench(dev, manifest, Roofline(), Peer(enabled=False), reps, warmup, log, pacing=suite.pacing,
               spinner=spinner)
     results: dict[tuple[str, str], ClassResult] = {}
     im2cols = [e for e in manifest.entries(role="im2col") if _accepts_im2col(e)]
     gemms = [e for e in manifest.entries(role="gemm") if _accepts_gemm(e)]
-    layers = [s for s in suite.conv if keep_shape(s.name)]
+    layers = [s for s in at_batches(suite.conv, batches) if keep_shape(s.name)]
     for i, shape in enumerate(layers, 1):
         if time.perf_counter() > deadline:
             log(f"tune: time budget spent, {shape.name} and {len(layers) - i} more layer(s) not tuned")
@@ -165,7 +273,7 @@ def write_cache(dev: Device, manifest: Manifest, results: Sequence[ClassResult])
     cache = tuning.load(dev, manifest).copy()
     for r in results:
         if r.choice is not None:
-            cache.record(TUNING_KEYS[r.role], r.shape_class, r.choice, **r.entry_detail())
+            cache.record(CACHE_KEYS[r.role], r.shape_class, r.choice, **r.entry_detail())
     return cache.save()
 
 
@@ -207,7 +315,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--warm-s", type=float, help="spin the GPU this long first (default: the suite's)")
     p.add_argument("--out", type=Path, help="also write tune.md and a copy of the cache here")
     p.add_argument("--dry-run", action="store_true", help="measure and report, but leave the cache alone")
-    return settle(p, p.parse_args(argv), DEFAULT_REPS)
+    p.add_argument("--batches", default="1", help="comma-separated batch sizes to time every layer at (default 1)")
+    args = settle(p, p.parse_args(argv), DEFAULT_REPS)
+    try:
+        args.batches = [int(n) for n in args.batches.split(",") if n.strip()]
+    except ValueError:
+        p.error(f"--batches must be comma-separated ints, got {args.batches!r}")
+    if not args.batches or min(args.batches) < 1:
+        p.error(f"--batches must name batch sizes >= 1, got {args.batches!r}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None, dev: Device | None = None) -> int:
@@ -220,7 +336,8 @@ def main(argv: Sequence[str] | None = None, dev: Device | None = None) -> int:
     deadline = start + args.budget_s if args.budget_s > 0 else math.inf
     spinner = Spinner(dev, manifest) if suite.pacing.spin_s > 0 or (args.warm_s or 0) > 0 else None
     clocks = warm_up(spinner, suite.pacing.warm_s if args.warm_s is None else args.warm_s, log)
-    results = tune(dev, manifest, suite, args.reps, args.warmup, log, matcher(args.shapes), deadline, spinner)
+    results = tune(dev, manifest, suite, args.reps, args.warmup, log, matcher(args.shapes), deadline, spinner,
+                   args.batches)
     clocks.append(read_clocks("end"))
     if spinner is not None:
         spinner.close()

@@ -154,6 +154,8 @@ class Renderer:
     def _references(self, name: str, path: Path) -> list[str]:
         """The templates `name` imports or includes by literal name; each file is parsed once per
         build (the shared includes are reached from every family's template)."""
+        if is_plain_glsl(name):
+            return []
         if name not in self._refs:
             try:
                 ast = self._plain_env.parse(path.read_text())
@@ -170,6 +172,8 @@ class Renderer:
             self.template_path(template)
         except TemplateError as exc:
             raise TemplateError(f"{exc} (variant {variant})") from None
+        if is_plain_glsl(template):
+            return self._plain(template, variant)
         try:
             text = self.env.get_template(template).render(**context)
         except jinja2.TemplateSyntaxError as exc:
@@ -191,6 +195,17 @@ class Renderer:
             raise TemplateError(f"{where}: {what} (variant {variant})") from None
         return _strip_markers(text)
 
+    def _plain(self, name: str, variant: str) -> Rendered:
+        """A plain GLSL file, used verbatim: no Jinja, each output line is the same line of the file."""
+        path = self.template_path(name)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise TemplateError(f"{_display_path(path, self.label_root)}: cannot read ({exc.strerror}) "
+                                f"(variant {variant})") from None
+        label = _display_path(path, self.label_root)
+        return Rendered(glsl=text, line_map=tuple((label, i + 1) for i in range(text.count("\n") + 1)))
+
     def _template_frame(self, exc: BaseException) -> str:
         frames = traceback.extract_tb(exc.__traceback__)
         tdir = str(self.template_dir.resolve())
@@ -198,6 +213,12 @@ class Renderer:
             if frame.filename and str(Path(frame.filename).resolve()).startswith(tdir):
                 return f"{_display_path(Path(frame.filename), self.label_root)}:{frame.lineno}"
         return "<template>"
+
+
+def is_plain_glsl(name: str) -> bool:
+    """A `template:` naming a .comp / .glsl file is plain GLSL (no Jinja): a family can wrap an existing
+    shader. Jinja templates end in .j2."""
+    return name.endswith((".comp", ".glsl"))
 
 
 def _strip_markers(text: str) -> Rendered:

@@ -20,6 +20,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from codegen.errors import ConfigError
+from codegen.layout_formula import element_offset
 from codegen.names import format_loc, name_problem, template_path_problem
 from codegen.patterns import value_matches
 
@@ -63,6 +64,21 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LayoutExample(Strict):
+    """A golden example of a layout: where its author says element `index` of a tensor of `shape`
+    lives. The build checks it with its own reading of the formula (codegen/layout_formula.py)."""
+
+    shape: list[Annotated[int, Field(ge=1)]] = Field(min_length=4, max_length=4, description="N, C, H, W")
+    index: list[Annotated[int, Field(ge=0)]] = Field(min_length=4, max_length=4, description="n, c, h, w")
+    offset: int = Field(ge=0, description="element offset (int8: byte offset, word * 4 + byte)")
+
+    @model_validator(mode="after")
+    def _inside(self) -> LayoutExample:
+        if any(i >= n for i, n in zip(self.index, self.shape, strict=True)):
+            raise ValueError(f"index {self.index} lies outside shape {self.shape}")
+        return self
+
+
 class LayoutDef(Strict):
     """An activation memory layout; see runtime/layouts.py for the index formula."""
 
@@ -72,6 +88,8 @@ class LayoutDef(Strict):
     outer_dim: Literal["N", "C", "H", "W"] | None = None
     outer_block: Literal[1, 2, 4] = 1
     order: list[Literal["N", "C", "H", "W"]] = Field(description="block order, slowest -> fastest")
+    # checked by the build, then left out of the manifest and the template context (exclude)
+    examples: list[LayoutExample] = Field(default=[], exclude=True, description="golden offsets")
 
     @field_validator("order")
     @classmethod
@@ -213,7 +231,10 @@ class Family(Strict):
     role: SafeName = Field(description="what the runtime uses the family for")
     features: list[Feature] = []
     params: dict[SafeName, Any] = Field(default={}, description="constants passed to the template and manifest")
-    matrix: Matrix
+    matrix: Matrix = Field(
+        default_factory=lambda: Matrix.model_validate({}),
+        description="axes; none: one variant named after the family",
+    )
     exclude: list[dict[str, Any]] = []
     overrides: list[Override] = []
 
@@ -274,6 +295,22 @@ def _family_problems(fname: str, fam: Family, tables: dict[str, set[str]]) -> li
     return problems
 
 
+def _golden_problems(name: str, layout: LayoutDef) -> list[tuple[tuple[str | int, ...], str]]:
+    """Golden examples the layout definition contradicts."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for i, ex in enumerate(layout.examples):
+        got = element_offset(layout, ex.index, ex.shape)
+        if got != ex.offset:
+            problems.append((
+                ("layouts", name, "examples", i),
+                f"golden example {i} of layout {name!r}: element {ex.index} of shape {ex.shape} is at offset "
+                f"{ex.offset} by the example but at {got} by the definition (packed_dim {layout.packed_dim}, "
+                f"block {layout.block}, outer_dim {layout.outer_dim}, outer_block {layout.outer_block}, "
+                f"order {layout.order}): the definition or the example is wrong",
+            ))
+    return problems
+
+
 class VariantsFile(Strict):
     layouts: dict[SafeName, LayoutDef]
     dtypes: dict[SafeName, DtypeDef]
@@ -288,6 +325,8 @@ class VariantsFile(Strict):
             "dot": set(self.dot_modes),
         }
         problems = []
+        for name, layout in self.layouts.items():
+            problems += _golden_problems(name, layout)
         for fname, fam in self.families.items():
             problems += _family_problems(fname, fam, tables)
         if problems:

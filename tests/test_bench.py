@@ -482,7 +482,12 @@ def test_tune_writes_a_cache_the_bench_and_the_op_use(tmp_path: Path, monkeypatc
     path = tmp_path / f"{tuning.slug(dev.info.name)}.json"
     doc = json.loads(path.read_text())
     assert doc["key"]["device"] == dev.info.name and doc["key"]["manifest_digest"] == load_manifest().digest
-    assert set(doc["entries"]) == {"q8ta_conv2d.im2col", "q8ta_conv2d.gemm"}
+    assert set(doc["entries"]) == {"q8ta_conv2d.im2col", "q8ta_conv2d.gemm", "conv2d_q8.impl"}
+    # conv2d_q8's implementations (q8ta_igemm's variants) timed against its im2col + GEMM pair, whose
+    # 8 channels keep it untuned (runtime/families/q8ta_igemm/selection.py)
+    impl_entry = next(iter(doc["entries"]["conv2d_q8.impl"].values()))
+    assert set(impl_entry["seconds"]) == {"micro.conv3x3"} and impl_entry["timed"] > 1
+    assert impl_entry["heuristic"] == {"micro.conv3x3": "im2col+gemm"}
     gemm_entry = next(iter(doc["entries"]["q8ta_conv2d.gemm"].values()))
     assert set(gemm_entry["seconds"]) == {"micro.conv3x3"}
     assert gemm_entry["timed"] > 1 and gemm_entry["heuristic"]

@@ -3,8 +3,10 @@
 The YAML blocks of docs/adding-a-layout.md marked "applied by tests/test_extension.py" (the `4w`
 layout and a 8x4 GEMM tile for both conv families) are merged into a copy of variants.yaml, built
 with codegen into a temporary directory, and the property checks run over everything the change
-touches: the new GEMM variants, and the generic im2col variants on the new layout. No template,
-runtime or test code changes; if the walk-through stops working, this fails.
+touches: the new GEMM variants, and the generic im2col variants on the new layout, through every
+coverage cell their levels declare (runtime/oplib/cells.py: each class of cases on the new layout,
+each reached or the test fails). No template, runtime or test code changes; if the walk-through
+stops working, this fails.
 
 docs/adding-a-family.md is held to the real files the same way: its variants.yaml blocks must
 equal the entries in variants.yaml, and every repository path it names must exist.
@@ -37,13 +39,15 @@ from runtime.families.f_conv2d.op import run_conv2d_float
 from runtime.families.q8ta_conv2d.op import run_conv2d_q8
 from runtime.families.q8ta_conv2d.oracle import conv2d_q8_reference
 from runtime.tools.check import levels_of
+from tests.coverage import run_cell
 
 REPO = Path(__file__).resolve().parent.parent
 LAYOUT_DOC = REPO / "docs" / "adding-a-layout.md"
 FAMILY_DOC = REPO / "docs" / "adding-a-family.md"
 APPLIED = "<!-- applied by tests/test_extension.py -->"
 SAME_AS_VARIANTS = "<!-- same as variants.yaml (tests/test_extension.py) -->"
-EXAMPLES = 10  # Hypothesis cases per (variant, level)
+EXAMPLES = 10  # Hypothesis cases per (variant, level) of a level without coverage cells
+CELL_EXAMPLES = 3  # per coverage cell (the first is Hypothesis's simplest case)
 IM2COL_ROLES = ("im2col", "float_im2col")
 
 
@@ -89,7 +93,8 @@ GENERIC_IM2COL = sorted(n for n, s in EXTENDED_SPECS.items()
 def test_walkthrough_adds_the_upstream_layout_and_new_variants() -> None:
     assert len(SNIPPETS) == 2, f"{LAYOUT_DOC} should hold the layout block and the tile block"
     assert NEW_LAYOUTS == ["4w"]
-    layout = Layout.from_dict("4w", EXTENDED["layouts"]["4w"])
+    definition = {k: v for k, v in EXTENDED["layouts"]["4w"].items() if k != "examples"}  # build-only key
+    layout = Layout.from_dict("4w", definition)
     assert layout == Layout.from_dict("4w", BUILTIN_LAYOUTS["4w"]), "the doc's 4w differs from upstream's"
     assert set(BASE_SPECS) <= set(EXTENDED_SPECS)
     new_families = {EXTENDED_SPECS[n].family for n in NEW_VARIANTS}
@@ -133,10 +138,18 @@ def _run_levels(variant: str, layouts: list[str], dev: Device) -> None:
     missing = dev.supports(entry.features)
     if missing:
         pytest.skip(f"{variant}: device {dev.info.name!r} lacks {', '.join(missing)}")
-    # the level's own strategy, over just the layouts under test
+    # the level's own strategy (or cells), over just the layouts under test
     only = dataclasses.replace(manifest, layouts={k: manifest.layouts[k] for k in layouts})
     for level in levels_of(variant):
-        _check_cases(level, variant, level.cases(entry, only), dev)
+        if level.cells is None:
+            _check_cases(level, variant, level.cases(entry, only), dev)
+            continue
+        cells = level.cells(entry, only)
+        assert cells, f"{level.name} declares no cells for {variant}"
+        for cell in cells:
+            inside = run_cell(cell, CELL_EXAMPLES, lambda case, level=level: level.check(variant, case, dev),
+                              derandomize=True)
+            assert inside, f"{level.name} on {variant}: cell {cell.id} drew no case of its own"
 
 
 def _check_cases(level: Level, variant: str, cases: Any, dev: Device) -> None:

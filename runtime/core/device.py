@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 
 from .buffers import Buffer
-from .context import Context, DeviceInfo
+from .context import Context, DeviceInfo, selector_from_text
 from .dispatch import Runner, Step, group_counts, split_groups
 from .errors import LimitExceededError
 from .manifest import VariantEntry
 from .pipelines import WORKGROUP_BASE, Pipeline, PipelineFactory
 
-__all__ = ["Buffer", "Device", "DeviceInfo", "Pipeline", "Step", "default_device"]
+__all__ = ["Buffer", "Device", "DeviceInfo", "Pipeline", "Step", "default_device", "open_device"]
 
 
 class Device:
@@ -198,3 +198,10 @@ def default_device() -> Device:
             _default = Device()
             atexit.register(_default.close)
         return _default
+
+
+def open_device(option: str | None, name: str = "--device") -> Device:
+    """The device a command-line option `name` asks for: an index in ASCII digits or part of a device
+    name (DeviceSelectorError naming the option for text that is neither, see selector_from_text), or
+    :func:`default_device` when the option was not given."""
+    return default_device() if option is None else Device(selector_from_text(option, name))

@@ -276,8 +276,7 @@ def reflect_spirv(spirv: bytes, *, name: str, spv_path: Path, where: str = "") -
         sha256=hashlib.sha256(spirv).hexdigest(),
         bindings=tuple(sorted(bindings, key=lambda b: (b.set, b.binding))),
         push_constants=push,
-        spec_constants=tuple(sorted((s for s in specs if s.id not in {i for i in local_ids if i is not None}),
-                                    key=lambda s: s.id)),
+        spec_constants=tuple(sorted(specs, key=lambda s: s.id)),
         local_size=local, local_size_spec_ids=local_ids, entry_point=entry_name, features=tuple(features),
     )
 

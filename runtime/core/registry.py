@@ -12,7 +12,8 @@ What a family declares:
 * ``levels``: how variants are checked (:class:`Level`). A level names the roles it checks, its
   family's own or another family's (e.g. a linear op run on the conv family's GEMM variants); the
   generic property tests, the check/repro tool and the soak run every level on every variant of
-  the roles it names.
+  the roles it names. A level may declare coverage *cells* (:class:`Cell`): the property tests then
+  run every cell of every variant, each with cases forced into it, and fail a cell none reached.
 * ``ops``: public functions, reachable as ``runtime.<name>``.
 * ``implements``: other ops this family can serve faster (e.g. a direct depthwise conv for
   ``conv2d_q8``). The op asks :func:`implementations` and calls each; one that declines returns
@@ -25,7 +26,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -50,12 +51,39 @@ class RegistryError(ShaderkitError):
 
 
 @dataclass(frozen=True)
+class Cell:
+    """One coverage cell of a level on one variant: an input layout the variant reads (None for a
+    variant that reads no layout, e.g. a GEMM over a fixed matrix format) x a class of cases.
+
+    ``cases`` is a Hypothesis strategy of cases forced into the cell. ``member`` tells, on its own
+    and not from how ``cases`` forces it, whether a case is in the cell: the test run counts only
+    the examples it accepts, so a strategy that stops forcing its class shows as an empty cell.
+    """
+
+    layout: str | None
+    klass: str
+    cases: Any
+    member: Callable[[dict[str, Any]], bool]
+
+    @property
+    def id(self) -> str:
+        """``<layout>-<class>`` (or the class alone): test ids carry it, so `pytest -k 4c1w` selects a layout."""
+        return f"{self.layout}-{self.klass}" if self.layout else self.klass
+
+
+# cells(variant entry, manifest) -> the level's coverage cells on that variant
+Cells = Callable[[Any, Any], Sequence[Cell]]
+
+
+@dataclass(frozen=True)
 class Level:
     """One way of checking the variants of some roles against the family's oracle.
 
     ``cases`` builds the Hypothesis strategy lazily, so importing a family never imports
-    Hypothesis. ``coverage`` (optional) names the coverage classes a case falls in, so the test
-    run can show which classes each variant met.
+    Hypothesis. ``coverage`` (optional) names the coverage classes a case falls in; the test run
+    counts them for a level without cells. ``cells`` (optional) lists the coverage cells of a
+    variant that every test run must reach (:class:`Cell`); without it, the level's ``cases`` are
+    drawn as they come.
     """
 
     name: str
@@ -64,6 +92,7 @@ class Level:
     cases: Cases
     doc: str = ""
     coverage: Callable[[dict[str, Any]], tuple[str, ...]] | None = None
+    cells: Cells | None = None
 
 
 @dataclass(frozen=True)

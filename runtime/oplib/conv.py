@@ -17,11 +17,14 @@ from runtime.core.manifest import Manifest, VariantEntry
 from runtime.core.packed import Packed
 from runtime.oplib import validate
 
-__all__ = ["ACTIVATIONS", "INT32_MAX", "ConvGeometry", "ConvInput", "activation_code", "check_limit", "conv_geometry",
-           "conv_input", "conv_out_size", "device_of", "im2col_step", "layout_of", "workgroups"]
+__all__ = ["ACTIVATIONS", "INT8_LAYOUT", "INT32_MAX", "ConvGeometry", "ConvInput", "activation_code", "check_limit",
+           "check_limits", "conv_geometry", "conv_input", "conv_out_size", "conv_push", "device_of", "im2col_step",
+           "int8_input", "layout_of", "metadata", "workgroups"]
 
 # the ACTIVATION spec constant of every epilogue (templates/include/epilogue.glsl.j2)
 ACTIVATIONS = {"none": 0, "relu": 1}
+# the layout an int8 conv op packs an NCHW x in when no input_layout is given
+INT8_LAYOUT = "4w4c"
 # sizes, strides, padding and dilation reach the shaders as int32 push constants
 INT32_MAX = 2**31 - 1
 
@@ -132,6 +135,13 @@ def check_limit(dev: Device, what: str, nbytes: int) -> None:
         raise LimitExceededError("maxStorageBufferRange", nbytes, limit, f"{what} needs a {nbytes}-byte buffer")
 
 
+def check_limits(dev: Device, sizes: dict[str, int]) -> None:
+    """:func:`check_limit` for each (what, bytes), in order: an op checks every buffer's size before
+    the (possibly huge) host-side packing, so an oversized call fails first."""
+    for what, nbytes in sizes.items():
+        check_limit(dev, what, nbytes)
+
+
 def activation_code(activation: Any) -> int:
     """The `activation` argument as the epilogue's ACTIVATION spec constant."""
     return ACTIVATIONS[validate.choice(activation, "activation", list(ACTIVATIONS))]
@@ -139,6 +149,24 @@ def activation_code(activation: Any) -> int:
 
 def workgroups(count: int, local: int) -> int:
     return max(1, -(-count // local))
+
+
+def metadata(layout: Layout, shape: tuple[int, ...]) -> np.ndarray:
+    """The BufferMetadata uniform of a tensor of `shape` in `layout`, as bytes to bind."""
+    return np.frombuffer(buffer_metadata(layout, shape), dtype=np.uint8)
+
+
+def conv_push(g: ConvGeometry, *, out_geom: tuple[int, int, int, int] | None = None) -> dict[str, tuple[int, ...]]:
+    """The push-constant members that place a conv's window on its input and output, as the conv
+    templates name them (include/im2col.glsl.j2, im2col_q8, igemm_q8, q8ta_dwconv): in_whcn, kernel
+    (with the strides), pad_dil, and out_geom: (W_out, H_out, groups, Cg) unless the template wants
+    another (`out_geom`)."""
+    return {
+        "in_whcn": (g.W, g.H, g.C_in, g.N),
+        "kernel": (g.KW, g.KH, g.stride[1], g.stride[0]),
+        "pad_dil": (g.padding[1], g.padding[0], g.dilation[1], g.dilation[0]),
+        "out_geom": out_geom or (g.W_out, g.H_out, g.groups, g.Cg),
+    }
 
 
 def im2col_step(
@@ -152,17 +180,9 @@ def im2col_step(
     spec = {"LAYOUT_HASH": layout.hashed_i32()} if entry.spec_constant("LAYOUT_HASH") else {}
     buffers: dict[str | int, Any] = {0: out, 1: x_data}
     if any(b.binding == 2 for b in entry.bindings):
-        shape = (geom.N, geom.C_in, geom.H, geom.W)
-        buffers[2] = np.frombuffer(buffer_metadata(layout, shape), dtype=np.uint8)
+        buffers[2] = metadata(layout, (geom.N, geom.C_in, geom.H, geom.W))
     g = geom
-    push = {
-        "in_whcn": (g.W, g.H, g.C_in, g.N),
-        "kernel": (g.KW, g.KH, g.stride[1], g.stride[0]),
-        "pad_dil": (g.padding[1], g.padding[0], g.dilation[1], g.dilation[0]),
-        "out_geom": (g.W_out, g.H_out, g.groups, g.Cg),
-        "matrix": (g.M, g.M4, g.K4, g.Cg4),
-        **extra_push,
-    }
+    push = {**conv_push(g), "matrix": (g.M, g.M4, g.K4, g.Cg4), **extra_push}
     lx, ly, _ = entry.local_size
     return Step(dev.pipeline(entry, spec), buffers, push, (workgroups(g.K4, lx), workgroups(g.M4, ly), g.groups))
 
@@ -202,3 +222,10 @@ def conv_input(x: Any, input_layout: Any, manifest: Manifest, *, dtypes: tuple[s
     arr = check_array(x)
     layout = layout_of(manifest, default_layout if input_layout is None else input_layout)
     return ConvInput((int(arr.shape[0]), int(arr.shape[1]), int(arr.shape[2]), int(arr.shape[3])), layout, arr, None)
+
+
+def int8_input(x: Any, input_layout: Any, manifest: Manifest) -> ConvInput:
+    """The `x` of an int8 conv op: int8 NCHW to pack (in `input_layout`, default INT8_LAYOUT), or a
+    tensor already packed (runtime.pack(x, layout))."""
+    return conv_input(x, input_layout, manifest, dtypes=("int8",), default_layout=INT8_LAYOUT,
+                      check_array=lambda a: validate.int8_array(a, "x", 4))

@@ -17,12 +17,12 @@ import numpy as np
 from runtime.core.buffers import Buffer
 from runtime.core.device import Device
 from runtime.core.dispatch import Step
-from runtime.core.layouts import Layout, buffer_metadata
+from runtime.core.layouts import Layout
 from runtime.core.manifest import Manifest, VariantEntry
 from runtime.core.packed import Packed, unpack
 from runtime.core.select import check_forced, pick
 from runtime.oplib import validate
-from runtime.oplib.conv import check_limit
+from runtime.oplib.conv import check_limit, metadata
 
 __all__ = ["DEFAULT_LAYOUT", "Placement", "Run", "Tensor", "choose", "deliver", "layout_arg", "layout_reason",
            "metadata", "on_device", "output_buffer", "placement", "run_into", "tensor_arg", "wg_preference",
@@ -122,11 +122,6 @@ def placement(packed: Any, device_input: bool) -> Placement:
     if want is False or (want is None and not device_input):
         return "array"
     return "device" if device_input else "host"
-
-
-def metadata(layout: Layout, shape: tuple[int, ...]) -> np.ndarray:
-    """The BufferMetadata uniform of a tensor, as bytes to bind."""
-    return np.frombuffer(buffer_metadata(layout, shape), dtype=np.uint8)
 
 
 @dataclass

@@ -13,15 +13,30 @@ the tensor (N=G, C=OCg, H=1, W=M).
 The float family uses the same two formats in element offsets (:func:`pack_matrix_float`,
 :func:`unpack_output_float`): a block of 16 elements holds 4 rows x 4 k (a mat4, column = row),
 the output 4 channels per vec4.
+
+The *upstream* matrix format (int8 only; /work/shared/upstream-layouts.md) is the 4W4C layout of the
+tensor (N, K, H_out, Wp) with Wp = align4(W_out) and K = G * Kg, Kg = align4(KH*KW*Cg): one row per
+output pixel, every image row padded to Wp pixels, the groups side by side along K, each group's
+reduction index channel fastest, then kernel x, then kernel y, padded to a multiple of 4 once per
+group. Word ``(((n*H_out + ho)*Wp/4 + wo//4)*K/4 + k//4)*4 + wo%4``, byte ``k%4``. Batch: images
+one after another (N is the slowest dim; a single image is upstream's 3-D tensor {K, H_out, Wp}).
+Its rows past W_out hold the im2col of the conv extended to Wp output columns (what upstream's shaders
+write); its K padding and out-of-image taps hold the input zero point. Seen as a GEMM operand, group g
+of it is rows ``(n*H_out + ho)*Wp + wo`` (including the padding pixels) by columns ``g*Kg .. g*Kg+Kg-1``
+(:func:`upstream_to_gemm`, :func:`gemm_to_upstream`); its weights (:func:`weight_matrix_upstream`) are
+in the same reduction order.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import numpy as np
 
 from runtime.core.layouts import BUILTIN_LAYOUTS, Layout, as_int8
 
 _MATRIX_4W4C = Layout.from_dict("matrix_4w4c", BUILTIN_LAYOUTS["4w4c"])
+MATRIX_FORMATS = ("native", "upstream")
 _OUTPUT_4C = Layout.from_dict("output_4c", BUILTIN_LAYOUTS["4c"])
 
 
@@ -94,6 +109,81 @@ def output_float_elements(G: int, M: int, OCg: int) -> int:
     return _OUTPUT_4C.slots((G, OCg, 1, M))
 
 
+# --- the upstream matrix format ------------------------------------------------------------------
+
+
+class ConvSizes(Protocol):
+    """What the upstream format's sizes depend on (runtime.oplib.conv.ConvGeometry has it all)."""
+
+    @property
+    def N(self) -> int: ...
+    @property
+    def H_out(self) -> int: ...
+    @property
+    def W_out(self) -> int: ...
+    @property
+    def KH(self) -> int: ...
+    @property
+    def KW(self) -> int: ...
+    @property
+    def Cg(self) -> int: ...
+    @property
+    def groups(self) -> int: ...
+
+
+def upstream_group_k(geom: ConvSizes) -> int:
+    """Kg: one group's reduction length in the upstream format, KH*KW*Cg padded to a multiple of 4."""
+    return -(-geom.KH * geom.KW * geom.Cg // 4) * 4
+
+
+def upstream_matrix_shape(geom: ConvSizes) -> tuple[int, int, int, int]:
+    """(N, K, H_out, Wp): the NCHW shape whose 4W4C layout is the upstream matrix of this conv."""
+    return geom.N, geom.groups * upstream_group_k(geom), geom.H_out, -(-geom.W_out // 4) * 4
+
+
+def upstream_matrix_words(geom: ConvSizes) -> int:
+    """Word count of the packed upstream matrix."""
+    return _MATRIX_4W4C.words(upstream_matrix_shape(geom))
+
+
+def pack_matrix_upstream(a: np.ndarray, pad_value: int | None = 0, rng: np.random.Generator | None = None
+                         ) -> np.ndarray:
+    """Pack an int8 (N, H_out, Wp, K) upstream matrix (Wp and K multiples of 4) into its words."""
+    a = as_int8(a, "a")
+    if a.ndim != 4 or a.shape[2] % 4 or a.shape[3] % 4:
+        raise ValueError(f"a must be (N, H_out, Wp, K) with Wp and K multiples of 4, got shape {a.shape}")
+    return _MATRIX_4W4C.pack(a.transpose(0, 3, 1, 2), pad_value, rng)
+
+
+def unpack_matrix_upstream(words: np.ndarray, geom: ConvSizes) -> np.ndarray:
+    """Inverse of :func:`pack_matrix_upstream` for this conv's sizes: int8 (N, H_out, Wp, K)."""
+    return _MATRIX_4W4C.unpack(words, upstream_matrix_shape(geom)).transpose(0, 2, 3, 1).copy()
+
+
+def upstream_to_gemm(a: np.ndarray, geom: ConvSizes) -> np.ndarray:
+    """The (G, M, Kg) GEMM operand of an (N, H_out, Wp, K) upstream matrix: padding pixels dropped, groups
+    split off K (row m = (n*H_out + ho)*W_out + wo, as in the native format)."""
+    n, _, hp, _ = upstream_matrix_shape(geom)
+    kg = upstream_group_k(geom)
+    rows = a[:, :, : geom.W_out, :].reshape(n * hp * geom.W_out, geom.groups, kg)
+    return np.ascontiguousarray(rows.transpose(1, 0, 2))
+
+
+def gemm_to_upstream(a: np.ndarray, geom: ConvSizes, pad_value: int = 0) -> np.ndarray:
+    """Inverse of :func:`upstream_to_gemm`: (G, M, Kg) -> (N, H_out, Wp, K), padding pixels = `pad_value`."""
+    n, k, hp, wp = upstream_matrix_shape(geom)
+    kg = upstream_group_k(geom)
+    if a.shape != (geom.groups, n * hp * geom.W_out, kg):
+        raise ValueError(f"a must be (G, M, Kg) = {(geom.groups, n * hp * geom.W_out, kg)}, got {a.shape}")
+    out = np.full((n, hp, wp, k), pad_value, dtype=np.int8)
+    out[:, :, : geom.W_out, :] = a.transpose(1, 0, 2).reshape(n, hp, geom.W_out, k)
+    return out
+
+
+def formats_agree(geom: ConvSizes) -> bool:
+    """True where the native and upstream matrices of a conv are the same bytes (groups == 1,
+    C_in % 4 == 0, W_out % 4 == 0), so a pass of either format can feed one of the other."""
+    return geom.groups == 1 and geom.Cg % 4 == 0 and geom.W_out % 4 == 0
 
 
 # --- GEMM weights --------------------------------------------------------------------------------
@@ -111,16 +201,32 @@ def weight_matrix(weight: np.ndarray, groups: int) -> np.ndarray:
     return out.reshape(groups, kh * kw * cg4 * 4, ocg)
 
 
+def weight_matrix_upstream(weight: np.ndarray, groups: int) -> np.ndarray:
+    """(G, Kg, OCg) GEMM weight matrix in the upstream reduction order: k = (kh*KW + kw)*Cg + c, channel
+    fastest, no per-tap padding; zero rows pad Kg to a multiple of 4 once per group."""
+    c_out, cg, kh, kw = weight.shape
+    if groups < 1 or c_out % groups:
+        raise ValueError(f"C_out={c_out} is not divisible by groups={groups}")
+    ocg, k = c_out // groups, kh * kw * cg
+    out = np.zeros((groups, -(-k // 4) * 4, ocg), dtype=weight.dtype)
+    out[:, :k, :] = weight.reshape(groups, ocg, cg, kh, kw).transpose(0, 3, 4, 2, 1).reshape(groups, k, ocg)
+    return out
+
+
 def _k_words(wm: np.ndarray) -> np.ndarray:
     """(G, Kp, OCg) -> (G, K4, OCg, 4): the 4 k of each word made the fastest axis."""
     g, kp, ocg = wm.shape
     return np.ascontiguousarray(wm.reshape(g, kp // 4, 4, ocg).transpose(0, 1, 3, 2))
 
 
-def pack_weights_q8(weight: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray]:
-    """int8 GEMM weights ``[G][K4][OCg]`` int32 words (byte j = k 4*k4+j), and per-C_out weight sums."""
+def pack_weights_q8(weight: np.ndarray, groups: int, matrix: str = "native") -> tuple[np.ndarray, np.ndarray]:
+    """int8 GEMM weights ``[G][K4][OCg]`` int32 words (byte j = k 4*k4+j) in the reduction order of the
+    `matrix` format ("native": tap-major, "upstream": channel fastest), and per-C_out weight sums."""
     weight = as_int8(weight, "weight")
-    words = _k_words(weight_matrix(weight, groups)).view(np.uint8).view("<i4").astype(np.int32).reshape(-1)
+    if matrix not in MATRIX_FORMATS:
+        raise ValueError(f"matrix={matrix!r}: the im2col matrix formats are {MATRIX_FORMATS}")
+    wm = weight_matrix(weight, groups) if matrix == "native" else weight_matrix_upstream(weight, groups)
+    words = _k_words(wm).view(np.uint8).view("<i4").astype(np.int32).reshape(-1)
     wsum = np.asarray(weight, dtype=np.int64).sum(axis=(1, 2, 3)).astype(np.int32)
     return words, wsum
 

@@ -1,4 +1,5 @@
-"""The int8 GEMM pass (role `gemm`: q8ta_gemm, q8ta_gemm_coopmat) as any family drives it.
+"""The int8 GEMM pass (role `gemm`: q8ta_gemm, q8ta_gemm_coopmat, q8ta_gemm_coopmat_pipe) as any family
+drives it.
 
 G groups of (M x Kp) @ (Kp x OCg), A in the 4W4C matrix format and B in the packed weight format of
 runtime/oplib/gemm_formats.py, requantized to int8 [G][M][OCg4] words by the shared epilogue.
@@ -7,7 +8,7 @@ Users: q8ta_conv2d (after im2col) and q8ta_linear (x itself is the matrix).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +20,14 @@ from runtime.core.dispatch import Step
 from runtime.core.manifest import Manifest, VariantEntry
 from runtime.core.select import pick
 from runtime.oplib.conv import workgroups
-from runtime.oplib.requant import Requant, scale_arrays, scale_dtypes_for
+from runtime.oplib.requant import Requant, requant_bindings, requant_push, scale_reason
 from runtime.oplib.variants import forced_variant, runnable
 
 # workgroups below which a GEMM is assumed not to fill a GPU (an H100 has 132 SMs; lavapipe a few threads)
 FILL_WORKGROUPS = 128
+# outputs per workgroup past which a bigger block is not assumed to be faster (fewer workgroups fit a
+# compute unit; `python -m bench tune` measures which is)
+BIG_BLOCK = 128 * 128
 
 
 @dataclass(frozen=True)
@@ -52,20 +56,46 @@ class GemmGeometry:
         return self.G * self.M * self.OCg4 * 4
 
 
+def reads_matrix(axes: Mapping[str, Any], matrix: str | tuple[str, ...]) -> str | None:
+    """Why a GEMM variant cannot read an im2col matrix of format `matrix` (one, or any of several)."""
+    mine = str(axes.get("matrix", "native"))
+    wanted = (matrix,) if isinstance(matrix, str) else matrix
+    return None if mine in wanted else f"it reads the {mine} im2col matrix format, the call has {' or '.join(wanted)}"
+
+
+def emulated(axes: Mapping[str, Any]) -> bool:
+    """True for a variant whose cooperative-matrix operations are software (`coop: emulated_*`,
+    include/coopmat.glsl.j2): exact everywhere, for tests of the tensor-core templates' logic, and far
+    slower than any other variant, so no picker takes it unless it is forced by name."""
+    coop = axes.get("coop")
+    return isinstance(coop, str) and coop.startswith("emulated")
+
+
+def not_emulated(axes: Mapping[str, Any]) -> str | None:
+    """Why an automatic pick (heuristic or tuning cache) must not take this variant, or None."""
+    if not emulated(axes):
+        return None
+    return "its cooperative matrices are emulated in software (tests only: force it by name)"
+
+
+def gemm_accepts(matrix: str | tuple[str, ...], scale_dtype: str) -> Callable[[Mapping[str, Any]], str | None]:
+    """Why a GEMM variant cannot serve an automatic pick (heuristic or tuning cache) for an A matrix of
+    format `matrix` and scales of `scale_dtype`, or None."""
+    return lambda axes: not_emulated(axes) or reads_matrix(axes, matrix) or scale_reason(axes, scale_dtype)
+
+
 def gemm_entry(
     manifest: Manifest, device: Device, OCg: int, M: int, scale_dtype: str, forced: str | None,
-    *, arg: str = "gemm_variant",
+    *, arg: str = "gemm_variant", matrix: str | tuple[str, ...] | None = None,
 ) -> VariantEntry:
-    """The GEMM variant for an (M x OCg) output with scales stored as `scale_dtype`; `forced` names one
-    (the op's argument `arg`, which errors about it name)."""
+    """The GEMM variant for an (M x OCg) output with scales stored as `scale_dtype`, reading an A matrix of
+    format `matrix` (runtime/oplib/gemm_formats.py); `forced` names one (the op's argument `arg`, which
+    errors about it name). With `matrix` None the pick reads the native format and a forced variant may
+    read either (a one-group matrix of M rows is the same bytes in both: see gemm_step)."""
     if forced is not None:
-        return forced_variant(manifest, device, forced, arg, role="gemm", accepts=lambda axes: None)
-
-    # among equally fast variants the scales' own dtype is preferred
-    dtypes = scale_dtypes_for(scale_dtype)
-
-    def accepts(axes: Mapping[str, Any]) -> str | None:
-        return None if axes.get("dtype") in dtypes else "other scale dtype"
+        return forced_variant(manifest, device, forced, arg, role="gemm",
+                              accepts=lambda axes: None if matrix is None else reads_matrix(axes, matrix))
+    matrix = matrix or "native"
 
     def preference(entry: VariantEntry) -> tuple[Any, ...]:
         axes = entry.axes
@@ -77,29 +107,40 @@ def gemm_entry(
         # a GEMM too small to give every compute unit a workgroup wants smaller blocks (more of them);
         # one that fills the device wants the largest blocks (most operand reuse)
         blocks = -(-M // bm) * -(-OCg // bn)
-        fill = -blocks if blocks < FILL_WORKGROUPS else -bm * bn
+        fill = -blocks if blocks < FILL_WORKGROUPS else -min(bm * bn, BIG_BLOCK)
+        # then, for big blocks filling the device, the deeper pipeline (q8ta_gemm_coopmat_pipe: shared
+        # stages, k per step); else the shallowest: the variants the bench measured best on small GEMMs
+        # before the pipelined ones existed (bench/results), until `bench tune` says otherwise
+        depth = (axes.get("stages", {}).get("s", 0), axes.get("kstep", {}).get("k", 0))
+        big = blocks >= FILL_WORKGROUPS and bm * bn >= BIG_BLOCK
+        pipeline = (-depth[0], -depth[1]) if big else depth
+        # (a float32 variant serves float16 scales: among equally fast variants the scales' own dtype first)
         return ("coop" not in axes, axes.get("dot") not in ("dot", "sdot"), axes.get("dot") != "sdot",
-                axes.get("dtype") != scale_dtype, padded, blocks < FILL_WORKGROUPS, fill,
-                not axes.get("stage", False), axes["wg"]["x"])
+                axes.get("dtype") != scale_dtype, padded, blocks < FILL_WORKGROUPS, fill, *pipeline,
+                not axes.get("stage", False), axes.get("wg", {}).get("x", 0))
 
-    return pick(runnable(manifest, device, "gemm"), role="gemm", accepts=accepts, preference=preference,
-                supports=device.supports, what=f"scale dtype {scale_dtype}")
+    return pick(runnable(manifest, device, "gemm"), role="gemm", accepts=gemm_accepts(matrix, scale_dtype),
+                preference=preference, supports=device.supports, what=f"scale dtype {scale_dtype}, {matrix} matrix")
 
 
 def gemm_step(
     dev: Device, manifest: Manifest, entry: VariantEntry, geom: GemmGeometry, a: Buffer | np.ndarray,
-    w_words: np.ndarray, wsum: np.ndarray, rq: Requant, out: Buffer,
+    w_words: np.ndarray, wsum: np.ndarray, rq: Requant, out: Buffer, *,
+    rows: tuple[int, int, int, int] | None = None,
 ) -> Step:
-    """The GEMM + requantize dispatch: 4W4C matrix `a` -> [G][M][OCg4] int8 words in `out`."""
-    scales, bias = scale_arrays(manifest, entry, rq)
-    buffers = {0: out, 1: a, 2: w_words, 3: wsum, 4: scales, 5: bias}
-    push = {
-        "dims": (geom.M, geom.M4, geom.K4, geom.OCg),
-        "dims2": (geom.OCg4, geom.G, rq.x_zp, rq.out_zp),
-        "scales": (rq.x_scale, rq.out_scale, 0.0, 0.0),
-    }
+    """The GEMM + requantize dispatch: 4W4C matrix `a` -> [G][M][OCg4] int8 words in `out`.
+
+    A variant reading the upstream matrix format takes `rows` = (W_out, W4, K4 of a whole row, M) with
+    `geom` counting the matrix's padded rows (include/gemm.glsl.j2); without `rows` it reads one group's
+    (M x Kp) matrix as one image row of M pixels, the same bytes as the native format."""
+    spec, buffers = requant_bindings(manifest, entry, rq, out, a, w_words, wsum)
+    push: dict[str, Any] = {"dims": (geom.M, geom.M4, geom.K4, geom.OCg), **requant_push(rq, geom.OCg4, geom.G)}
+    if reads_matrix(entry.axes, "upstream") is None:
+        if rows is None and geom.G != 1:
+            raise ValueError(f"{entry.name} reads the upstream im2col matrix: with groups={geom.G} it needs `rows`")
+        push["rows"] = rows or (geom.M, geom.M4, geom.K4, geom.M)
     # the template states the outputs one workgroup covers (see common.dispatch_block)
     block = entry.declared
-    pipe = dev.pipeline(entry, {"ACTIVATION": rq.activation})
+    pipe = dev.pipeline(entry, spec)
     groups = (workgroups(geom.M, block["DISPATCH_BLOCK_M"]), workgroups(geom.OCg, block["DISPATCH_BLOCK_N"]), geom.G)
     return Step(pipe, buffers, push, groups)

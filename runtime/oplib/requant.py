@@ -7,14 +7,16 @@ q = clamp(roundEven(y / out_scale) + out_zp, -128, 127), computed in float32 on 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from runtime.core.layouts import Layout
 from runtime.core.manifest import Manifest, VariantEntry
 from runtime.oplib import validate
-from runtime.oplib.conv import activation_code
+from runtime.oplib.conv import activation_code, metadata
 
 # |sum of (x - x_zp) * w| <= K * 255 * 128 must stay inside int32 accumulators
 MAX_K = (2**31 - 1) // (255 * 128)
@@ -85,3 +87,34 @@ def scale_dtypes_for(requested: str) -> tuple[str, ...]:
     """Scale storage types that serve `requested`: float16 scales widen exactly to float32, so a
     float32 variant serves them where the device lacks the 16-bit features."""
     return ("float16", "float32") if requested == "float16" else (requested,)
+
+
+def scale_reason(axes: Mapping[str, Any], scale_dtype: str) -> str | None:
+    """Why a variant (its `dtype` axis: how it stores the scales) cannot take scales of `scale_dtype`, or None."""
+    return None if axes.get("dtype") in scale_dtypes_for(scale_dtype) else "other scale dtype"
+
+
+def requant_bindings(
+    manifest: Manifest, entry: VariantEntry, rq: Requant, out: Any, data: Any, w_words: Any, wsum: Any, *,
+    layout: Layout | None = None, shape: tuple[int, ...] | None = None,
+) -> tuple[dict[str, int], dict[str | int, Any]]:
+    """Spec constants and bindings every int8 requantizing kernel shares: 0 the output words, 1 its input
+    (x, or an im2col matrix), 2 the packed weights, 3 their sums, 4 and 5 w_scales and bias in the
+    variant's scale storage type; spec constant ACTIVATION. A variant that reads x's layout as data
+    (a LAYOUT_HASH spec constant: the generic templates) also gets LAYOUT_HASH and binding 6, the
+    BufferMetadata of `layout` for `shape`."""
+    scales, bias = scale_arrays(manifest, entry, rq)
+    buffers: dict[str | int, Any] = {0: out, 1: data, 2: w_words, 3: wsum, 4: scales, 5: bias}
+    spec = {"ACTIVATION": rq.activation}
+    if layout is not None and entry.spec_constant("LAYOUT_HASH"):
+        if shape is None:
+            raise ValueError(f"{entry.name} reads x's layout as data: binding 6 needs x's shape")
+        spec["LAYOUT_HASH"] = layout.hashed_i32()
+        buffers[6] = metadata(layout, shape)
+    return spec, buffers
+
+
+def requant_push(rq: Requant, OCg4: int, groups: int) -> dict[str, tuple[Any, ...]]:
+    """The push-constant members `dims2` and `scales` of the int8 GEMM-like kernels
+    (templates/include/gemm_q8.glsl.j2, q8ta_igemm, q8ta_convt)."""
+    return {"dims2": (OCg4, groups, rq.x_zp, rq.out_zp), "scales": (rq.x_scale, rq.out_scale, 0.0, 0.0)}

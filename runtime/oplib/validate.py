@@ -179,3 +179,12 @@ def flag(value: Any, name: str, *, allow_none: bool = False) -> bool | None:
         allowed = "True, False or None" if allow_none else "True or False"
         raise TypeError(f"{name} must be {allowed}, got {value!r}")
     return bool(value)
+
+
+def int32(value: Any, name: str) -> int:
+    """An int that fits a signed 32-bit shader value (a push or spec constant)."""
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an int, got {_short(value)}")
+    if not -(2**31) <= int(value) < 2**31:
+        raise ValueError(f"{name} must fit in int32, got {_short(value)}")
+    return int(value)

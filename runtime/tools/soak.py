@@ -33,8 +33,10 @@ import numpy as np
 from runtime.core.device import Device, default_device
 from runtime.core.manifest import load_manifest
 from runtime.families.q8ta_conv2d.checks import materialize
+from runtime.families.q8ta_conv2d.im2col import spec_for
 from runtime.families.q8ta_conv2d.op import run_conv2d_q8
 from runtime.families.q8ta_conv2d.oracle import conv2d_q8_reference
+from runtime.oplib.conv import layout_of
 from runtime.tools.check import repro_command
 from runtime.tools.memcheck import rss_mib
 
@@ -111,7 +113,11 @@ def run_case(case: dict[str, Any], device: Device, gemm_variant: str | None = No
     inp = materialize(case)
     run = run_conv2d_q8(inp.x, inp.weight, inp.w_scales, inp.bias, input_layout=case["layout"], device=device,
                         gemm_variant=gemm_variant, im2col_variant=im2col_variant, **inp.kwargs)
-    keys = {(run.im2col_variant, f"layout={case['layout']}"), (run.gemm_variant, f"act={case['activation']}")}
+    # an im2col pipeline is specialized per layout and per path / unrolled sizes (q8ta_conv2d.im2col.spec_for)
+    im2col = load_manifest().variant(run.im2col_variant)
+    spec = spec_for(im2col, layout_of(load_manifest(), case["layout"]), run.geometry)
+    keys = {(run.im2col_variant, f"layout={case['layout']} {sorted(spec.items())}"),
+            (run.gemm_variant, f"act={case['activation']}")}
     want, _ = conv2d_q8_reference(inp.x, inp.weight, inp.w_scales, inp.bias, **inp.kwargs)
     diff = np.abs(run.output.astype(np.int16) - want.astype(np.int16))
     if run.output.shape != want.shape:

@@ -144,7 +144,7 @@ def test_real_manifest_gemm_fields(real_build: tuple[Project, BuildReport]) -> N
 
 def test_real_manifest_im2col_fields(real_build: tuple[Project, BuildReport]) -> None:
     project, _ = real_build
-    generic = _entry(project, "q8ta_im2col", input_layout="generic", wg={"x": 16, "y": 4, "z": 1})
+    generic = _entry(project, "q8ta_im2col", input_layout="generic", matrix="upstream", work={"strip": 4})
     assert [(b["set"], b["binding"], b["kind"], b["access"], b["element"]) for b in generic["bindings"]] == [
         (0, 0, "storage_buffer", "write", "ivec4"),
         (0, 1, "storage_buffer", "read", "int"),
@@ -157,16 +157,21 @@ def test_real_manifest_im2col_fields(real_build: tuple[Project, BuildReport]) ->
         ("kernel", 16),
         ("pad_dil", 32),
         ("out_geom", 48),
-        ("matrix", 64),
-        ("x_zp", 80),
+        ("units", 64),
+        ("matrix", 80),
+        ("flat_rows", 96),
+        ("x_zp", 100),
     ]
-    assert generic["push_constants"]["size"] == 84
-    assert (0, "LAYOUT_HASH", 0) in [(s["id"], s["name"], s["default"]) for s in generic["spec_constants"]]
-    assert generic["local_size"] == [16, 4, 1]
+    assert generic["push_constants"]["size"] == 104
+    spec = {s["name"]: (s["id"], s["default"]) for s in generic["spec_constants"]}
+    assert spec["LAYOUT_HASH"] == (0, 0)
+    assert {"KW_SPEC", "PATH", "SW_SPEC", "KH_SPEC", "CG_SPEC"} <= set(spec)  # the im2col paths' specializations
+    assert generic["local_size"] == [64, 1, 1]
     assert generic["features"] == []
-    special = _entry(project, "q8ta_im2col", input_layout="4w4c", wg={"x": 64, "y": 1, "z": 1})
+    special = _entry(project, "q8ta_im2col", input_layout="4w4c", matrix="native")
     assert special["template"] == "q8ta_conv2d/q8ta_im2col_4w4c.glsl.j2"  # the override picked the specialized template
     assert [b["binding"] for b in special["bindings"]] == [0, 1]
+    assert special["bindings"][1]["element"] == "ivec4"  # 16-byte input blocks
     assert "LAYOUT_HASH" not in {s["name"] for s in special["spec_constants"]}
     assert special["local_size"] == [64, 1, 1]
 
@@ -195,6 +200,7 @@ _BINDING_RE = re.compile(
 )
 _SPEC_RE = re.compile(r"layout\(constant_id = (\d+)\) const (\w+) (\w+) = ([-\w.]+);")
 _LOCAL_RE = re.compile(r"layout\(local_size_x = (\d+), local_size_y = (\d+), local_size_z = (\d+)\) in;")
+_LOCAL_ID_RE = re.compile(r"local_size_([xyz])_id = (\d+)")
 _PUSH_RE = re.compile(r"layout\(push_constant\) uniform \w+ \{([^}]*)\}")
 # std430 size and alignment of the scalar and vector types push constants use
 _STD430 = {"int": (4, 4), "uint": (4, 4), "float": (4, 4), "bool": (4, 4)}
@@ -228,11 +234,19 @@ def test_real_manifest_matches_the_glsl_declarations(real_build: tuple[Project, 
 
         # an unsigned literal is written `0u`; reflection reports the number
         specs = {(int(i), t, n, d.removesuffix("u")) for i, t, n, d in _SPEC_RE.findall(glsl)}
-        got_specs = {(s["id"], s["type"], s["name"], str(s["default"]).lower()) for s in v["spec_constants"]}
+        # a local_size_x_id constant has no declaration of its own in the GLSL (checked with the local size)
+        got_specs = {(s["id"], s["type"], s["name"], str(s["default"]).lower()) for s in v["spec_constants"]
+                     if s["id"] not in v["local_size_spec_ids"]}
         assert got_specs == specs, name
 
-        (local,) = _LOCAL_RE.findall(glsl)
-        assert v["local_size"] == [int(x) for x in local], name
+        local_ids = {a: int(i) for a, i in _LOCAL_ID_RE.findall(glsl)}
+        if local_ids:  # sizes from spec constants: 0 in local_size, the id in local_size_spec_ids
+            want_ids = [local_ids.get(axis) for axis in "xyz"]
+            assert v["local_size_spec_ids"] == want_ids, name
+            assert [s == 0 for s in v["local_size"]] == [i is not None for i in want_ids], name
+        else:
+            (local,) = _LOCAL_RE.findall(glsl)
+            assert v["local_size"] == [int(x) for x in local], name
 
         pushes = _PUSH_RE.findall(glsl)
         if not pushes:

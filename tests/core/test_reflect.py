@@ -34,7 +34,7 @@ def test_matches_the_manifest(name: str) -> None:
 def test_glsl_source_runs_through_run_variant() -> None:
     scale = runtime.load_shader(SHADERS / "scale.comp")
     assert [b.name for b in scale.bindings] == ["t_out", "t_in"]
-    assert {s.name: s.id for s in scale.spec_constants} == {"ADD": 1, "FLAG": 2, "BIAS": 3}
+    assert {s.name: s.id for s in scale.spec_constants if s.name} == {"ADD": 1, "FLAG": 2, "BIAS": 3}
     assert scale.local_size_spec_ids == (0, None, None)
     x = np.arange(64, dtype=np.float32)
     out = runtime.run_variant(scale, {"t_in": x}, {"t_out": ((64,), np.float32)}, push={"n": 64, "scale": 2.0},
@@ -50,7 +50,7 @@ def test_stripped_module_by_ids(tmp_path: Path) -> None:
     subprocess.run(["spirv-opt", "--strip-debug", str(spv), "-o", str(stripped)], check=True)
     entry = runtime.load_shader(stripped)
     assert [b.name for b in entry.bindings] == ["binding0", "binding1"]
-    assert {s.id for s in entry.spec_constants} == {1, 2, 3} and all(s.name == "" for s in entry.spec_constants)
+    assert {s.id for s in entry.spec_constants} == {0, 1, 2, 3} and all(s.name == "" for s in entry.spec_constants)
     assert [m.name for m in entry.push_constants.members] == ["member0", "member1"]  # type: ignore[union-attr]
     x = np.arange(8, dtype=np.float32)
     out = runtime.run_variant(entry, {1: x}, {0: ((8,), np.float32)}, push={"member0": 8, "member1": 1.0},

@@ -17,6 +17,7 @@ from runtime.core.device import default_device
 from runtime.core.manifest import load_manifest
 from runtime.core.select import device_unfit
 from runtime.families.q8ta_conv2d.op import TUNING_KEYS, run_conv2d_q8, shape_class
+from runtime.oplib.gemm_q8 import emulated
 
 MANIFEST = load_manifest()
 
@@ -164,8 +165,8 @@ def test_conv_pickers_use_the_cache_and_fall_back(cache_dir: Path) -> None:
     dev = default_device()
     heuristic = run_conv2d_q8(*args, **kw)
     want = heuristic.output
-    runnable = [e for e in MANIFEST.entries(role="gemm")
-                if e.axes.get("dtype") == "float32" and not dev.supports(e.features) and not device_unfit(e, dev)]
+    runnable = [e for e in MANIFEST.entries(role="gemm") if e.axes.get("dtype") == "float32" and not emulated(e.axes)
+                and not dev.supports(e.features) and not device_unfit(e, dev)]  # emulated: never obeyed
     gemm = next(e.name for e in runnable if e.name != heuristic.gemm_variant)
     im2col = next(n for n in MANIFEST.names(role="im2col") if n != heuristic.im2col_variant
                   and MANIFEST.variants[n].axes.get("input_layout") in ("generic", "4w4c"))

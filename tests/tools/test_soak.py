@@ -32,9 +32,13 @@ def test_short_soak_is_clean() -> None:
     assert "mismatches:  0" in text and "errors:      0" in text, text
     start, end = counts(text, "start:"), counts(text, "end:")
     assert start.keys() == end.keys() and "buffers" in start and "descriptor_pools" in start
-    # the warm-up runs every GEMM variant and layout, so even the caches are flat afterwards
-    assert "new pipeline keys after warm-up: 0" in text, text
-    assert end == start, text
+    # the warm-up runs every GEMM variant and layout; the caches grow after it only by im2col pipelines
+    # specialized for a kernel size or stride first seen later (q8ta_conv2d.im2col.spec_for), never by a variant
+    new_keys = int(re.search(r"new pipeline keys after warm-up: (\d+) \(0 new variants\)", text).group(1))  # type: ignore[union-attr]
+    grown = {k: end[k] - start[k] for k in end if end[k] != start[k]}
+    # other tests in the same process may have built some of those pipelines already (a shared device)
+    assert set(grown) <= {"pipelines", "tracked"}, text
+    assert grown.get("pipelines", 0) == grown.get("tracked", 0) <= new_keys, text
     assert end["buffers"] == start["buffers"] == 0
     assert "object growth: none" in text
     assert len(re.findall(r"^\s+\d+/150 calls", text, re.M)) == 10, "a progress line every 10%"

@@ -29,6 +29,7 @@ from runtime.oplib.conv import (
     ConvInput,
     activation_code,
     check_limit,
+    check_limits,
     conv_geometry,
     conv_input,
     device_of,
@@ -43,6 +44,7 @@ from runtime.oplib.gemm_formats import (
     unpack_matrix_float,
     unpack_output_float,
 )
+from runtime.oplib.variants import input_layout_reason
 
 IM2COL_ROLE = "float_im2col"
 GEMM_ROLE = "float_gemm"
@@ -135,9 +137,7 @@ def im2col_entry(manifest: Manifest, dev: Device, layout: str, dtype: str, force
     """The im2col variant for this layout and dtype: `forced` if given (checked), else the best one."""
 
     def accepts(axes: Mapping[str, Any]) -> str | None:
-        if axes.get("input_layout") not in ("generic", layout):
-            return f"it reads input_layout {axes.get('input_layout')!r}, the call has {layout!r}"
-        return _dtype_reason(axes, dtype)
+        return input_layout_reason(axes, layout) or _dtype_reason(axes, dtype)
 
     if forced is not None:
         return check_forced(manifest, forced, "im2col_variant", role=IM2COL_ROLE, accepts=accepts,
@@ -297,10 +297,8 @@ def run_conv2d_float(
     size = np_dtype.itemsize
     a_bytes = matrix_float_elements(geom.groups, geom.M, geom.Kp) * size
     out_bytes = output_float_elements(geom.groups, geom.M, geom.OCg) * size
-    # sizes first: an oversized call fails before the (possibly huge) host-side layout
-    for what, nbytes in (("x", layout.slots(xin.shape) * size), ("weight", geom.groups * geom.Kp * geom.OCg * size),
-                         ("im2col matrix of x", a_bytes), ("output", out_bytes)):
-        check_limit(dev, what, nbytes)
+    check_limits(dev, {"x": layout.slots(xin.shape) * size, "weight": geom.groups * geom.Kp * geom.OCg * size,
+                       "im2col matrix of x": a_bytes, "output": out_bytes})
     x_elems = x_elements(xin, np_dtype, pad_garbage)
     w = cast(w_in, "weight", 4, np_dtype)
     w_elems = pack_weights_float(w, geom.groups)

@@ -12,6 +12,11 @@ Conventions (these are what the shaders implement, so tests compare against them
   column ``k = (kh*KW + kw)*(Cg4*4) + c`` (tap-major, channels padded to Cg4 = ceil(Cg/4)
   groups of 4 per tap), Kp = KH*KW*Cg4*4. A tap in the zero padding holds ``x_zp`` so that
   ``x - x_zp`` is 0 there; padded channel slots (c >= Cg) are unspecified on the GPU.
+* The upstream im2col matrix (``im2col_upstream``): int8 (N, H_out, Wp, K), Wp = W_out rounded up to
+  a multiple of 4, K = G * Kg with Kg = KH*KW*Cg rounded up to a multiple of 4; element
+  ``[n, ho, wo, g*Kg + (kh*KW + kw)*Cg + c]`` is input (n, g*Cg + c) at the tap (kh, kw) of output
+  pixel (ho, wo), x_zp outside the image and in each group's K padding. Columns wo >= W_out are the
+  taps of the output pixels a conv with Wp output columns would have.
 * Packed weights: per group a (K4, OCg) int32 matrix, int (k4, oc) holding the weights of
   k = 4*k4 .. 4*k4+3 in bytes 0..3; padded channels hold 0, so whatever sits in the padded
   im2col slots contributes nothing.
@@ -121,6 +126,69 @@ def im2col(
             a[:, :, k0 : k0 + cg] = patch.reshape(groups, m, cg)
     mask = np.tile(np.arange(cg4 * 4) < cg, KH * KW)
     return a, mask
+
+
+def im2col_upstream(
+    x: np.ndarray,
+    KH: int,
+    KW: int,
+    stride: int | Sequence[int],
+    padding: int | Sequence[int],
+    dilation: int | Sequence[int],
+    groups: int,
+    x_zp: int,
+) -> np.ndarray:
+    """The int8 (N, H_out, Wp, K) im2col matrix in the upstream format, every byte specified.
+
+    Built pixel by pixel from input coordinates (no shared code with :func:`im2col`): the reduction
+    index of group g runs channel fastest, then kernel x, then kernel y.
+    """
+    x = _as_int8(x, "x", 4)
+    x_zp = _check_zp(x_zp, "x_zp")
+    sh, sw = normalize_pair(stride, "stride", 1)
+    ph, pw = normalize_pair(padding, "padding", 0)
+    dh, dw = normalize_pair(dilation, "dilation", 1)
+    n, c_in, h, w = x.shape
+    if groups < 1 or c_in % groups != 0:
+        raise ValueError(f"C_in={c_in} is not divisible by groups={groups}")
+    cg = c_in // groups
+    ho = conv_out_size(h, KH, sh, ph, dh)
+    wo = conv_out_size(w, KW, sw, pw, dw)
+    wp = (wo + 3) // 4 * 4
+    kg = (KH * KW * cg + 3) // 4 * 4
+    out = np.full((n, ho, wp, groups, kg), x_zp, dtype=np.int8)
+    oy = np.arange(ho)
+    ox = np.arange(wp)  # padding pixels included: they are taps of a wider output
+    for kh in range(KH):
+        iy = oy * sh - ph + kh * dh
+        y_ok = (iy >= 0) & (iy < h)
+        for kw in range(KW):
+            ix = ox * sw - pw + kw * dw
+            x_ok = (ix >= 0) & (ix < w)
+            ok = y_ok[:, None] & x_ok[None, :]  # (Ho, Wp)
+            vals = x[:, :, np.clip(iy, 0, h - 1)[:, None], np.clip(ix, 0, w - 1)[None, :]]  # (N, C, Ho, Wp)
+            vals = np.where(ok[None, None], vals, np.int8(x_zp))
+            k0 = (kh * KW + kw) * cg
+            out[:, :, :, :, k0 : k0 + cg] = vals.reshape(n, groups, cg, ho, wp).transpose(0, 3, 4, 1, 2)
+    return out.reshape(n, ho, wp, groups * kg)
+
+
+def gemm_acc_upstream(a: np.ndarray, weight: np.ndarray, groups: int, w_out: int) -> np.ndarray:
+    """int64 (G, M, OCg) raw accumulators of an upstream-format matrix ``a`` (N, H_out, Wp, K): row
+    ``m = (n*H_out + ho)*W_out + wo`` for wo < W_out (padding pixels dropped); each group's K padding is
+    ignored whatever it holds."""
+    a = _as_int8(a, "a", 4)
+    weight = _as_int8(weight, "weight", 4)
+    c_out, cg, kh, kw = weight.shape
+    n, ho, wp, k = a.shape
+    kg = (kh * kw * cg + 3) // 4 * 4
+    if groups < 1 or c_out % groups or k != groups * kg or not w_out <= wp:
+        raise ValueError(f"upstream matrix {a.shape} does not match weight {weight.shape}, groups={groups}, "
+                         f"W_out={w_out}")
+    rows = a[:, :, :w_out, :].reshape(n * ho * w_out, groups, kg)[:, :, : kh * kw * cg].astype(np.int64)
+    # weight (G, OCg, Cg, KH, KW) -> (G, KH, KW, Cg, OCg): the reduction order of the matrix
+    wk = weight.reshape(groups, c_out // groups, cg, kh, kw).transpose(0, 3, 4, 2, 1).astype(np.int64)
+    return np.einsum("mgk,gko->gmo", rows, wk.reshape(groups, kh * kw * cg, c_out // groups))
 
 
 def weight_sums(weight: np.ndarray) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,20 +10,17 @@ import numpy as np
 from runtime.core.device import Device
 from runtime.core.dispatch import Step
 from runtime.core.errors import LimitExceededError
-from runtime.core.layouts import buffer_metadata
 from runtime.core.manifest import Manifest, VariantEntry, load_manifest
 from runtime.core.packed import Packed
-from runtime.core.select import pick
 from runtime.oplib import validate
-from runtime.oplib.conv import INT32_MAX, ConvInput, check_limit, conv_input, device_of, workgroups
+from runtime.oplib.conv import INT32_MAX, ConvInput, check_limits, device_of, int8_input, workgroups
 from runtime.oplib.gemm_formats import matrix_to_nchw, unpack_output_4c
-from runtime.oplib.requant import Requant, check_requant, check_storage, scale_arrays, scale_dtype, scale_dtypes_for
-from runtime.oplib.variants import forced_variant, runnable
+from runtime.oplib.requant import Requant, check_requant, check_storage, requant_bindings, requant_push, scale_dtype
+from runtime.oplib.variants import layout_scale_entry
 
 from .geometry import ConvTGeometry, convt_geometry
 
 ROLE = "convt"
-DEFAULT_LAYOUT = "4w4c"
 
 
 @dataclass
@@ -57,18 +53,6 @@ def convt_entry(
 ) -> VariantEntry:
     """The variant for input in `layout` and `OCg` output channels per group; `forced` names one."""
 
-    def reads(axes: Mapping[str, Any]) -> str | None:
-        ok = axes.get("input_layout") in ("generic", layout)
-        return None if ok else f"it reads input_layout {axes.get('input_layout')!r}, the call has {layout!r}"
-
-    if forced is not None:
-        return forced_variant(manifest, device, forced, "variant", role=ROLE, accepts=reads)
-
-    dtypes = scale_dtypes_for(scale_dtype)
-
-    def accepts(axes: Mapping[str, Any]) -> str | None:
-        return reads(axes) or (None if axes.get("dtype") in dtypes else "other scale dtype")
-
     def preference(entry: VariantEntry) -> tuple[Any, ...]:
         axes = entry.axes
         tc = axes["tile"]["c"]
@@ -76,8 +60,8 @@ def convt_entry(
         idle = -(-OCg // tc) * tc - OCg
         return (axes["input_layout"] == "generic", axes["dot"] != "dot", axes["dtype"] != scale_dtype, idle, -tc)
 
-    return pick(runnable(manifest, device, ROLE), role=ROLE, accepts=accepts, preference=preference,
-                supports=device.supports, what=f"input_layout={layout!r}, scale dtype {scale_dtype}")
+    return layout_scale_entry(manifest, device, role=ROLE, layout=layout, scales=scale_dtype, forced=forced,
+                              preference=preference)
 
 
 def workgroup_count(dev: Device, entry: VariantEntry, geom: ConvTGeometry) -> tuple[int, int, int]:
@@ -106,17 +90,12 @@ def convt_step(
     per_class, per_row = geom.column_tiles(entry.axes["tile"]["w"])
     rows = geom.N * geom.H_out
     groups = workgroup_count(dev, entry, geom)
-    scales, bias = scale_arrays(manifest, entry, rq)
-    buffers: dict[str | int, Any] = {0: out, 1: x_data, 2: w_words, 3: tap_sums, 4: scales, 5: bias}
-    spec = {"ACTIVATION": rq.activation}
-    if entry.spec_constant("LAYOUT_HASH"):
-        spec["LAYOUT_HASH"] = xin.layout.hashed_i32()
-        buffers[6] = np.frombuffer(buffer_metadata(xin.layout, xin.shape), dtype=np.uint8)
+    spec, buffers = requant_bindings(manifest, entry, rq, out, x_data, w_words, tap_sums, layout=xin.layout,
+                                     shape=xin.shape)
     (sh, sw), (ph, pw), (dh, dw) = geom.stride, geom.padding, geom.dilation
     push = {
         "dims": (geom.M, per_row, rows, geom.OCg),
-        "dims2": (geom.OCg4, geom.groups, rq.x_zp, rq.out_zp),
-        "scales": (rq.x_scale, rq.out_scale, 0.0, 0.0),
+        **requant_push(rq, geom.OCg4, geom.groups),
         "in_whcn": (geom.W, geom.H, geom.C_in, geom.N),
         "out_geom": (geom.W_out, geom.H_out, geom.groups, geom.Cg),
         "axis_w": (sw, pw, dw // sw, dw % sw),
@@ -135,8 +114,7 @@ def run_conv_transpose2d_q8(
     """conv_transpose2d_q8 with the knobs tests and benchmarks need (guard bands, garbage in the input
     layout's padding bytes, timing, the variant used)."""
     manifest = load_manifest()
-    xin = conv_input(x, input_layout, manifest, dtypes=("int8",), default_layout=DEFAULT_LAYOUT,
-                     check_array=lambda a: validate.int8_array(a, "x", 4))
+    xin = int8_input(x, input_layout, manifest)
     weight = validate.int8_array(weight, "weight", 4)
     geom = convt_geometry(xin.shape, weight.shape, stride=stride, padding=padding, output_padding=output_padding,
                           dilation=dilation, groups=groups)
@@ -145,10 +123,7 @@ def run_conv_transpose2d_q8(
     dev = device_of(device)
     entry = convt_entry(manifest, dev, xin.layout.name, geom.OCg, scale_dtype(rq), variant)
     check_storage(manifest, entry, rq)
-    # sizes first: an oversized call fails before the (possibly huge) host-side packing
-    x_bytes = 4 * xin.layout.words(xin.shape)
-    for what, nbytes in (("x", x_bytes), ("weight", geom.weight_bytes), ("output", geom.out_bytes)):
-        check_limit(dev, what, nbytes)
+    check_limits(dev, {"x": 4 * xin.layout.words(xin.shape), "weight": geom.weight_bytes, "output": geom.out_bytes})
     workgroup_count(dev, entry, geom)
     w_words, tap_sums = pack_weights(weight, geom.groups)
     x_data = xin.data(None if pad_garbage is not None else 0, pad_garbage)

@@ -6,7 +6,15 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from runtime.oplib.strategies import channel_groups, dilations, kernel_sizes, quant_params, seeds, value_modes
+from runtime.oplib.strategies import (
+    batch,
+    channel_groups,
+    dilations,
+    kernel_sizes,
+    quant_params,
+    seeds,
+    value_modes,
+)
 
 
 @st.composite
@@ -30,7 +38,7 @@ def convt_cases(draw: st.DrawFn, layouts: list[str] | None = None) -> dict[str, 
     """A whole case: shape + quantization + tensor values (+ a layout, when a list is given)."""
     h, w = draw(convt_axis()), draw(convt_axis())
     case = {
-        "N": draw(st.sampled_from([1, 1, 2, 3])), **draw(channel_groups()),
+        "N": draw(batch()), **draw(channel_groups()),
         "H": h["size"], "W": w["size"], "KH": h["k"], "KW": w["k"],
         "stride": [h["s"], w["s"]], "padding": [h["p"], w["p"]], "output_padding": [h["op"], w["op"]],
         "dilation": [h["d"], w["d"]],

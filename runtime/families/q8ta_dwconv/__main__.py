@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from runtime.core.device import Device
+from runtime.core.device import open_device
 
 from .op import DEFAULT_LAYOUT, MOBILENETV2_DW, time_against_im2col
 
@@ -25,8 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     shapes = [s for s in MOBILENETV2_DW if not args.names or any(n in s.name for n in args.names)]
     if not shapes:
         parser.error(f"no layer matches {args.names}; layers: {[s.name for s in MOBILENETV2_DW]}")
-    selector = int(args.device) if args.device is not None and args.device.isdigit() else args.device
-    with Device(selector) as dev:
+    with open_device(args.device) as dev:
         print(f"{dev.info.name}: median GPU time of {args.reps} runs, input layout {args.layout}")
         print(f"{'layer':18} {'direct ms':>10} {'im2col+GEMM ms':>15} {'speedup':>8}  variants")
         for shape in shapes:

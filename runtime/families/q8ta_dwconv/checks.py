@@ -15,7 +15,8 @@ import numpy as np
 from runtime.core.device import Device
 from runtime.core.manifest import Manifest, VariantEntry, load_manifest
 from runtime.core.registry import Level, VerificationError
-from runtime.oplib.q8_checks import first_mismatch, int8_values, requant_mismatch, scales_and_bias
+from runtime.oplib.cells import classes_of, conv_cells
+from runtime.oplib.q8_checks import first_mismatch, int8_values, relu_magnitude, requant_mismatch, scales_and_bias
 
 from . import oracle
 from .op import run_dwconv2d_q8
@@ -82,7 +83,11 @@ def check_dwconv(variant: str, case: dict[str, Any], device: Device | None) -> N
     got = run_dwconv2d_q8(inp.x, inp.weight, inp.w_scales, inp.bias, **inp.quant, **common).output
     want, scaled, magnitude = oracle.dwconv2d_q8_reference(inp.x, inp.weight, inp.w_scales, inp.bias,
                                                            **inp.quant, **inp.conv)
-    _raise_if(variant, "requantized output", requant_mismatch(got, want, scaled, magnitude))
+    if inp.quant["activation"] == "relu":  # outputs relu sends to exactly 0 need no tie allowance
+        _, pre, _ = oracle.dwconv2d_q8_reference(inp.x, inp.weight, inp.w_scales, inp.bias,
+                                                 **dict(inp.quant, activation="none"), **inp.conv)
+        magnitude = relu_magnitude(pre, magnitude, "relu")
+    _raise_if(variant, "requantized output", requant_mismatch(got, want, scaled, magnitude, inp.quant["out_zp"]))
 
 
 def _raise_if(variant: str, what: str, problem: str | None) -> None:
@@ -105,9 +110,13 @@ def _cases(entry: VariantEntry, manifest: Manifest) -> Any:
     return dw_cases(accepted_layouts(entry, manifest))
 
 
+# depthwise always; no GEMM K
+DW_CLASSES = ("stride_w", "dilation", "cin_tail", "m_tail", "batch", "bias_relu", "pad_xzp")
+
 LEVELS = (
     Level("dwconv", ROLES, check_dwconv, _cases,
           "the op with the variant forced: exact accumulators through identity requantization, then exact "
           "requantization but for +-1 next to a rounding tie; "
-          "guard bands, garbage in the input layout's padding bytes"),
+          "guard bands, garbage in the input layout's padding bytes",
+          classes_of, conv_cells(_cases, DW_CLASSES)),
 )

@@ -5,14 +5,13 @@ asks it first and falls back to im2col + GEMM when it declines), and :func:`time
 which the bench can call to compare the two on a depthwise shape (:data:`MOBILENETV2_DW`).
 
 The requantization checks are those every int8 op shares (runtime/oplib/requant.py); the input
-handling (int8 NCHW packed in conv2d_q8's default layout, or a runtime.Packed) is conv2d_q8's own,
-imported from the q8ta_conv2d family, so a call routed here lays x out as conv2d_q8 would.
+handling (int8 NCHW packed in conv2d_q8's default layout, or a runtime.Packed) is conv2d_q8's own
+(runtime/oplib/conv.py int8_input), so a call routed here lays x out as conv2d_q8 would.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
 from dataclasses import dataclass
 from statistics import median
 from typing import Any
@@ -22,37 +21,32 @@ import numpy as np
 from runtime.core.buffers import Buffer
 from runtime.core.device import Device
 from runtime.core.dispatch import Step
-from runtime.core.layouts import Layout, buffer_metadata, builtin_layout
+from runtime.core.layouts import Layout
 from runtime.core.manifest import Manifest, VariantEntry, load_manifest
 from runtime.core.packed import Packed
-from runtime.core.select import pick
-from runtime.families.q8ta_conv2d.op import DEFAULT_LAYOUT, int8_input, run_conv2d_q8
+from runtime.families.q8ta_conv2d.op import run_conv2d_q8
 from runtime.oplib import conv as common
 from runtime.oplib import validate
-from runtime.oplib.conv import ConvGeometry, check_limit, device_of, workgroups
-from runtime.oplib.requant import (
-    MAX_K,
-    Requant,
-    check_requant,
-    check_storage,
-    scale_arrays,
-    scale_dtype,
-    scale_dtypes_for,
-)
-from runtime.oplib.variants import forced_variant
+from runtime.oplib.conv import INT8_LAYOUT as DEFAULT_LAYOUT
+from runtime.oplib.conv import ConvGeometry, check_limits, conv_push, device_of, int8_input, workgroups
+from runtime.oplib.conv_output import OUTPUT_LAYOUT as OUTPUT_LAYOUT
+from runtime.oplib.conv_output import ConvResult, conv_placement, deliver_4c
+from runtime.oplib.elementwise import run_into
+from runtime.oplib.requant import MAX_K, Requant, check_requant, check_storage, requant_bindings, scale_dtype
+from runtime.oplib.variants import layout_scale_entry
 
-# The output: the 4c layout of (N, C, H_out, W_out), word ((n*H_out + ho)*W_out + wo)*C4 + c/4, byte c%4
-OUTPUT_LAYOUT: Layout = builtin_layout("4c")
+# The output (OUTPUT_LAYOUT): the 4c layout of (N, C, H_out, W_out), word ((n*H_out + ho)*W_out + wo)*C4 + c/4,
+# byte c%4, the layout of every device-resident conv result (runtime/oplib/conv_output.py)
 # threads below which a dispatch is assumed not to fill a large GPU (132 SMs x 512 resident threads):
 # there the variant with more, smaller tiles is preferred
 FILL_THREADS = 1 << 16
 
 
 @dataclass
-class DwconvRun:
+class DwconvRun(ConvResult):
     """One execution, with what tests and the bench want besides the output."""
 
-    output: np.ndarray  # int8 (N, C, H_out, W_out)
+    result: np.ndarray | Packed  # what the op returns: int8 (N, C, H_out, W_out), or a 4c Packed (see `packed`)
     variant: str
     geometry: ConvGeometry
     seconds: list[float] | None = None  # GPU time of the dispatch (timestamps=True)
@@ -84,20 +78,6 @@ def pack_weights(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _entry(manifest: Manifest, dev: Device, layout: str, scales: str, geom: ConvGeometry,
            forced: str | None) -> VariantEntry:
-    def reads(axes: Mapping[str, Any]) -> str | None:
-        ok = axes.get("input_layout") in ("generic", layout)
-        return None if ok else f"it reads input_layout {axes.get('input_layout')!r}, the call has {layout!r}"
-
-    if forced is not None:
-        return forced_variant(manifest, dev, forced, "variant", role="dwconv", accepts=reads)
-
-    # a float32 variant serves float16 scales where the device lacks the 16-bit features; among
-    # equally good variants the scales' own dtype is preferred
-    dtypes = scale_dtypes_for(scales)
-
-    def accepts(axes: Mapping[str, Any]) -> str | None:
-        return reads(axes) or (None if axes.get("dtype") in dtypes else "other scale dtype")
-
     C4 = -(-geom.C_in // 4)
     rows = geom.N * geom.H_out
 
@@ -110,31 +90,24 @@ def _entry(manifest: Manifest, dev: Device, layout: str, scales: str, geom: Conv
         waste = round(10 * padded / (C4 * geom.W_out))
         # a dispatch too small to fill the device wants more threads (smaller tiles); else larger tiles
         fills = C4 * tiles * rows >= FILL_THREADS
+        # among equally good variants the scales' own dtype first
         return (axes.get("input_layout") == "generic", axes.get("dtype") != scales, waste,
                 -tw if fills else tw, -wx)
 
-    return pick(manifest, role="dwconv", accepts=accepts, preference=preference, supports=dev.supports,
-                what=f"input_layout={layout!r} with {scales} scales")
+    return layout_scale_entry(manifest, dev, role="dwconv", layout=layout, scales=scales, forced=forced,
+                              preference=preference)
 
 
 def dwconv_step(dev: Device, manifest: Manifest, entry: VariantEntry, layout: Layout, geom: ConvGeometry,
                 x_data: np.ndarray | Buffer, w_words: np.ndarray, wsum: np.ndarray, rq: Requant,
                 out: Buffer) -> Step:
     """The one dispatch: x in `layout` -> the 4c output in `out`."""
-    w_scales, bias = scale_arrays(manifest, entry, rq)
-    buffers: dict[str | int, Any] = {0: out, 1: x_data, 2: w_words, 3: wsum, 4: w_scales, 5: bias}
-    spec = {"ACTIVATION": rq.activation}
-    if entry.spec_constant("LAYOUT_HASH"):  # the generic template: the layout as data
-        spec["LAYOUT_HASH"] = layout.hashed_i32()
-        shape = (geom.N, geom.C_in, geom.H, geom.W)
-        buffers[6] = np.frombuffer(buffer_metadata(layout, shape), dtype=np.uint8)
     g, tw = geom, entry.axes["tile"]["w"]
+    spec, buffers = requant_bindings(manifest, entry, rq, out, x_data, w_words, wsum, layout=layout,
+                                     shape=(g.N, g.C_in, g.H, g.W))
     C4, tiles = -(-g.C_in // 4), -(-g.W_out // tw)
     push = {
-        "in_whcn": (g.W, g.H, g.C_in, g.N),
-        "out_geom": (g.W_out, g.H_out, C4, tiles),
-        "kernel": (g.KW, g.KH, g.stride[1], g.stride[0]),
-        "pad_dil": (g.padding[1], g.padding[0], g.dilation[1], g.dilation[0]),
+        **conv_push(g, out_geom=(g.W_out, g.H_out, C4, tiles)),
         "zp": (rq.x_zp, rq.out_zp),
         "scales": (rq.x_scale, rq.out_scale),
     }
@@ -148,35 +121,34 @@ def dwconv_step(dev: Device, manifest: Manifest, entry: VariantEntry, layout: La
 def run_dwconv2d_q8(
     x: Any, weight: Any, w_scales: Any, bias: Any, *, x_scale: Any, x_zp: Any, out_scale: Any, out_zp: Any,
     stride: Any = 1, padding: Any = 0, dilation: Any = 1, activation: Any = "none", input_layout: Any = None,
-    variant: str | None = None, device: Device | None = None, guard: bool = False, timestamps: bool = False,
-    pad_garbage: np.random.Generator | None = None,
+    packed: Any = None, variant: str | None = None, device: Device | None = None, guard: bool = False,
+    timestamps: bool = False, pad_garbage: np.random.Generator | None = None,
 ) -> DwconvRun:
     """dwconv2d_q8 with the knobs tests and benchmarks need: guard bands around the output, GPU
-    timestamps, garbage (from `pad_garbage`) in the padding bytes of the packed input."""
+    timestamps, garbage (from `pad_garbage`) in the padding bytes of the packed input. Only the output
+    buffer can outlive the call (as a device-resident result); the uploaded weights are freed."""
     manifest = load_manifest()
     xin = int8_input(x, input_layout, manifest)
     geom = dw_geometry(xin.shape, weight, stride=stride, padding=padding, dilation=dilation)
     rq = check_requant(w_scales, bias, geom.C_in, x_scale=x_scale, x_zp=x_zp, out_scale=out_scale,
                        out_zp=out_zp, activation=activation)
     dev = device_of(device)
+    where = conv_placement(packed, xin, dev)
     entry = _entry(manifest, dev, xin.layout.name, scale_dtype(rq), geom, variant)
     check_storage(manifest, entry, rq)
     C4 = -(-geom.C_in // 4)
     out_shape = (geom.N, geom.C_in, geom.H_out, geom.W_out)
     out_bytes = 4 * OUTPUT_LAYOUT.words(out_shape)
-    # sizes first: an oversized call fails before the (possibly huge) host-side packing
-    for what, nbytes in (("x", 4 * xin.layout.words(xin.shape)), ("weight", 4 * geom.KH * geom.KW * C4),
-                         ("output", out_bytes)):
-        check_limit(dev, what, nbytes)
+    check_limits(dev, {"x": 4 * xin.layout.words(xin.shape), "weight": 4 * geom.KH * geom.KW * C4,
+                       "output": out_bytes})
     x_data = xin.data(None if pad_garbage is not None else 0, pad_garbage)
     w_words, wsum = pack_weights(weight)
-    with dev.alloc(out_bytes, guard=guard) as out_buf:
-        step = dwconv_step(dev, manifest, entry, xin.layout, geom, x_data, w_words, wsum, rq, out_buf)
-        seconds = dev.run([step], timestamps=timestamps)
-        if guard:
-            out_buf.check_guards(f"{entry.name} output")
-        output = OUTPUT_LAYOUT.unpack(out_buf.read(np.int32), out_shape)
-    return DwconvRun(np.ascontiguousarray(output), entry.name, geom, seconds)
+    out_buf = dev.alloc(out_bytes, guard=guard)
+    seconds = run_into(dev, out_buf, lambda: dwconv_step(dev, manifest, entry, xin.layout, geom, x_data, w_words,
+                                                         wsum, rq, out_buf),
+                       f"{entry.name} output", guard=guard, timestamps=timestamps)
+    # out_buf is freed here unless it is the device-resident result (then the result owns it)
+    return DwconvRun(deliver_4c(out_buf, out_shape, where), entry.name, geom, seconds)
 
 
 def dwconv2d_q8(
@@ -194,9 +166,10 @@ def dwconv2d_q8(
     dilation: int | tuple[int, int] = 1,
     activation: str = "none",
     input_layout: str | None = None,
+    packed: bool | None = None,
     variant: str | None = None,
     device: Device | None = None,
-) -> np.ndarray:
+) -> np.ndarray | Packed:
     """Quantized int8 depthwise conv2d on the Vulkan device; returns int8 (N, C, H_out, W_out).
 
     weight is int8 (C, 1, KH, KW): channel c of the output is channel c of x convolved with
@@ -206,10 +179,14 @@ def dwconv2d_q8(
     y = acc * x_scale * w_scales[c] + bias[c]; ReLU if asked; q = clamp(round(y / out_scale) + out_zp,
     -128, 127). `variant` forces a q8ta_dwconv variant by name; None picks one by layout, scale dtype,
     shape and device features.
+    Result: an int8 NCHW array; a device-resident Packed in the 4c layout when x is one (written there
+    by the kernel, never read back), ``packed=True`` / ``False`` ask for a Packed (on the host unless x
+    is on the device) / an array whatever x is. A device result owns its buffer (it lives as long as
+    the Packed); the call's other buffers are freed when it returns.
     """
     return run_dwconv2d_q8(x, weight, w_scales, bias, x_scale=x_scale, x_zp=x_zp, out_scale=out_scale,
                            out_zp=out_zp, stride=stride, padding=padding, dilation=dilation, activation=activation,
-                           input_layout=input_layout, variant=variant, device=device).output
+                           input_layout=input_layout, packed=packed, variant=variant, device=device).result
 
 
 # --- conv2d_q8, served by the direct kernel -------------------------------------------------------
@@ -228,9 +205,10 @@ def _channels(x: Any) -> int | None:
 
 def conv2d_q8_depthwise(x: Any, weight: Any, w_scales: Any, bias: Any, *, groups: Any = 1,
                         **kwargs: Any) -> Any:
-    """The ``implements["conv2d_q8"]`` entry: conv2d_q8's arguments; the int8 NCHW output, or
-    NotImplemented unless groups = C_in = C_out (depthwise multiplier 1). Anything malformed in x,
-    weight or groups is declined too, so conv2d_q8 reports it in its own words.
+    """The ``implements["conv2d_q8"]`` entry: conv2d_q8's arguments; its result (the int8 NCHW output,
+    or a 4c Packed as `packed` and x ask), or NotImplemented unless groups = C_in = C_out (depthwise
+    multiplier 1). Anything malformed in x, weight or groups is declined too, so conv2d_q8 reports it
+    in its own words.
 
     When is the direct kernel faster? On every depthwise conv, for now: with one channel per group,
     im2col pads each tap's channel to a word (4x the bytes of x per tap, written out and read back)

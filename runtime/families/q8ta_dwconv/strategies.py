@@ -12,7 +12,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from runtime.oplib.strategies import quant_params, seeds, spatial_axis, value_modes
+from runtime.oplib.strategies import batch, quant_params, seeds, spatial_axis, value_modes
 
 # 1..13 hits every C % 4; 33 and 130 need several words and, for wg.x = 8 / 32, several workgroups
 channels = st.one_of(st.integers(1, 13), st.sampled_from([16, 33, 130]))
@@ -37,7 +37,7 @@ def dw_shapes(draw: st.DrawFn) -> dict[str, Any]:
     h = draw(unrolled_axis((1, 1, 2)) if unrolled else spatial_axis(draw(axis_sizes)))
     w = draw(unrolled_axis() if unrolled else spatial_axis(draw(axis_sizes)))
     return {
-        "N": draw(st.sampled_from([1, 1, 2, 3])), "C": draw(channels),
+        "N": draw(batch()), "C": draw(channels),
         "H": h["size"], "W": w["size"], "KH": h["k"], "KW": w["k"],
         "stride": [h["s"], w["s"]], "padding": [h["p"], w["p"]], "dilation": [h["d"], w["d"]],
     }

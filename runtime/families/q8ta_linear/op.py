@@ -15,7 +15,7 @@ import numpy as np
 from runtime.core.device import Device
 from runtime.core.manifest import load_manifest
 from runtime.oplib import validate
-from runtime.oplib.conv import check_limit, device_of
+from runtime.oplib.conv import check_limits, device_of
 from runtime.oplib.gemm_formats import pack_matrix_4w4c, pack_weights_q8, unpack_output_4c
 from runtime.oplib.gemm_q8 import GemmGeometry, gemm_entry, gemm_step
 from runtime.oplib.requant import MAX_K, check_requant, check_storage, scale_dtype
@@ -65,9 +65,7 @@ def run_linear_q8(
     dev = device_of(device)
     entry = gemm_entry(manifest, dev, geom.OCg, geom.M, scale_dtype(rq), variant, arg="variant")
     check_storage(manifest, entry, rq)
-    # sizes first: an oversized call fails before the host-side packing
-    for what, nbytes in (("x", geom.a_bytes), ("weight", 4 * geom.K4 * geom.OCg), ("output", geom.out_bytes)):
-        check_limit(dev, what, nbytes)
+    check_limits(dev, {"x": geom.a_bytes, "weight": 4 * geom.K4 * geom.OCg, "output": geom.out_bytes})
     a_words = pack_matrix_4w4c(padded_k(x, geom.K4, rq.x_zp)[None])
     # a (N, Kp, 1, 1) conv weight packs to exactly the (Kp x N) GEMM operand, padded k holding 0
     w_words, wsum = pack_weights_q8(padded_k(weight, geom.K4, 0)[:, :, None, None], 1)

@@ -22,7 +22,7 @@ from runtime.core.manifest import Manifest, VariantEntry, load_manifest
 from runtime.core.packed import Packed
 from runtime.oplib import elementwise as ew
 from runtime.oplib import validate
-from runtime.oplib.conv import check_limit, device_of
+from runtime.oplib.conv import check_limit, check_limits, device_of
 
 QUANTIZE, DEQUANTIZE = "quantize", "dequantize"
 FLOAT_DTYPES = ("float32", "float16")
@@ -148,8 +148,7 @@ def run_quantize(
     # float16 widens exactly to float32, so a float32 variant serves float16 data it can convert on the host
     dtypes = (xt.dtype.name, "float32") if xt.dtype == np.float16 and not xt.on_device else (xt.dtype.name,)
     entry = _entry(manifest, dev, QUANTIZE, out_layout, dtypes, qp, words, variant)
-    for what, nbytes in (("x", xt.nbytes), ("the quantized output", 4 * words)):
-        check_limit(dev, what, nbytes)  # before any host copy of a too large x
+    check_limits(dev, {"x": xt.nbytes, "the quantized output": 4 * words})  # before any host copy of a too large x
     data = xt.data()
     if isinstance(data, np.ndarray) and data.dtype.name != entry.axes["dtype"]:
         data = data.astype(entry.axes["dtype"])

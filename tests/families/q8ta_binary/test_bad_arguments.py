@@ -89,7 +89,7 @@ TABLE: list[Row] = [
     R("out_zp-float", set_(out_zp=0.0), TE, "out_zp", "0.0"),
     R("out_zp-bool", set_(out_zp=False), TE, "out_zp", "False"),
     R("activation-gelu", set_(activation="gelu"), VE, "activation", "'gelu'", "relu"),
-    R("layout-unknown", set_(layout="nhwc"), VE, "layout", "'nhwc'"),
+    R("layout-unknown", set_(layout="no such layout!"), VE, "layout", "'no such layout!'"),
     R("layout-vs-packed-a", lambda kw: {**kw, "a": pack(kw["a"], "4c"), "layout": "4w4c"}, VE, "layout='4w4c'",
       "'4c'"),
     R("packed-str", set_(packed="yes"), TE, "packed", "'yes'"),

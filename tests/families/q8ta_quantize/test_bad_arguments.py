@@ -92,7 +92,7 @@ def param_rows(op: str) -> list[Row]:
         R(op, "zp-channels-range", set_(zp=np.array([0, 0, -129, 0, 0])), VE, "zp[2]", "-129"),
         R(op, "zp-channels-length", set_(zp=np.zeros(6, np.int32)), VE, "zp", "(5,)", "(6,)"),
         R(op, "zp-channels-float", set_(zp=np.zeros(5, np.float32)), TE, "zp", "float32"),
-        R(op, "layout-unknown", set_(layout="nchw"), VE, "layout", "'nchw'", "4w4c"),
+        R(op, "layout-unknown", set_(layout="no such layout!"), VE, "layout", "'no such layout!'", "4w4c"),
         R(op, "layout-not-a-name", set_(layout=4), VE, "layout", "4"),
         R(op, "packed-int", set_(packed=1), TE, "packed", "1"),
         R(op, "variant-unknown", set_(variant=f"q8ta_{op}_nope"), VE, "variant", "no such variant"),

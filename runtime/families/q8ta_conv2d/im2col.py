@@ -1,0 +1,148 @@
+"""The int8 im2col pass (variants.yaml q8ta_im2col; templates/include/im2col_q8.glsl.j2) on the host:
+which of the shader's three paths serves a call, its thread units, push constants and dispatch.
+
+The shader writes the im2col matrix in the variant's `matrix` format (runtime/oplib/gemm_formats.py):
+"native" (G, M, Kp), taps padded to 4 channels each, or "upstream" (N, H_out, Wp, K), upstream's bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from runtime.core.buffers import Buffer
+from runtime.core.device import Device
+from runtime.core.dispatch import Step
+from runtime.core.layouts import Layout
+from runtime.core.manifest import VariantEntry
+from runtime.oplib.conv import ConvGeometry, conv_push, metadata, workgroups
+from runtime.oplib.gemm_formats import MATRIX_FORMATS, upstream_group_k
+
+# the shader's paths (include/im2col_q8.glsl.j2 says what each needs)
+PATH_WINDOW, PATH_WORDS, PATH_BYTES, PATH_WINDOW_BYTES = 0, 1, 2, 3
+PATH_NAMES = {PATH_WINDOW: "window", PATH_WORDS: "words", PATH_BYTES: "bytes", PATH_WINDOW_BYTES: "window-bytes"}
+# The window paths are specialized (spec constants) on KW and stride_w, the window-bytes path on KH and
+# Cg too: each distinct value is a pipeline to compile (~30-500 ms on lavapipe). So they take the sizes
+# networks use; others go to the word or byte path, which one pipeline serves whatever the sizes.
+WINDOW_KW = frozenset({1, 2, 3, 4, 5, 7})
+WINDOW_STRIDES = frozenset({1, 2})
+# the window-bytes path keeps the windows of up to 2 words of a group's channels and unrolls its whole
+# reduction: depthwise (1) and RGB-like (3) channel counts, square kernels
+WINDOW_BYTES_CG = frozenset({1, 2, 3})
+
+
+def matrix_of(entry: VariantEntry | Mapping[str, Any]) -> str:
+    """The im2col matrix format a variant writes (im2col) or reads (GEMM); "native" when it has no axis."""
+    axes = entry.axes if isinstance(entry, VariantEntry) else entry
+    value = str(axes.get("matrix", "native"))
+    if value not in MATRIX_FORMATS:
+        raise ValueError(f"matrix axis value {value!r} is not one of {MATRIX_FORMATS}")
+    return value
+
+
+def k4_per_group(geom: ConvGeometry, matrix: str) -> int:
+    """Blocks of 4 k per group: taps x ceil(Cg/4) native, ceil(taps x Cg / 4) upstream."""
+    return geom.K4 if matrix == "native" else upstream_group_k(geom) // 4
+
+
+def matrix_bytes(geom: ConvGeometry, matrix: str) -> int:
+    """Bytes of the whole im2col matrix of this conv in `matrix` format."""
+    if matrix == "native":
+        return geom.groups * geom.M4 * geom.K4 * 16
+    return geom.N * geom.H_out * -(-geom.W_out // 4) * geom.groups * k4_per_group(geom, matrix) * 16
+
+
+def path_for(layout: Layout, geom: ConvGeometry, matrix: str) -> int:
+    """The fastest shader path that can serve this call (all of it uniform over the dispatch)."""
+    c_words = layout.packed_dim == "C" and layout.block == 4
+    windows = (c_words and layout.outer_dim == "W" and layout.outer_block == 4
+               and not (matrix == "native" and geom.W_out % 4 != 0)  # rows on block boundaries
+               and geom.dilation[1] == 1 and geom.stride[1] in WINDOW_STRIDES and geom.KW in WINDOW_KW)
+    if matrix == "upstream" and geom.Cg % 4 != 0:  # bytes in the format's own reduction order
+        small = geom.Cg in WINDOW_BYTES_CG and geom.KH == geom.KW
+        return PATH_WINDOW_BYTES if windows and small else PATH_BYTES
+    if not c_words:
+        return PATH_BYTES
+    return PATH_WINDOW if windows else PATH_WORDS
+
+
+@dataclass(frozen=True)
+class Im2colPlan:
+    """One im2col dispatch: the path, the thread units and what the push constants carry."""
+
+    matrix: str
+    path: int
+    strip: int
+    channel_words: int  # threads per (group, image row, strip)
+    row_blocks: int  # per image row (flattened native rows: all of them)
+    image_rows: int
+    k4_group: int
+    row_stride: int  # blocks between row blocks
+    group_stride: int  # blocks between groups
+    flat_rows: int  # M when native rows are flattened, else 0
+    groups: int
+
+    @property
+    def strips(self) -> int:
+        """Strips per image row."""
+        return -(-self.row_blocks // self.strip)
+
+    @property
+    def threads(self) -> int:
+        return self.channel_words * self.strips * self.image_rows * self.groups
+
+
+def plan(entry: VariantEntry, layout: Layout, geom: ConvGeometry) -> Im2colPlan:
+    """How `entry` covers this conv's matrix."""
+    matrix = matrix_of(entry)
+    path = path_for(layout, geom, matrix)
+    k4g = k4_per_group(geom, matrix)
+    flat = matrix == "native" and geom.W_out % 4 != 0
+    row_blocks = geom.M4 if flat else -(-geom.W_out // 4)
+    image_rows = 1 if flat else geom.N * geom.H_out
+    if matrix == "native":
+        row_stride, group_stride = k4g, geom.M4 * k4g
+    else:
+        row_stride, group_stride = geom.groups * k4g, k4g
+    work = entry.axes.get("work", {})
+    strip = int(work.get("strip", 1)) if isinstance(work, Mapping) else 1
+    channel_words = 1 if path in (PATH_BYTES, PATH_WINDOW_BYTES) else geom.Cg4
+    return Im2colPlan(matrix, path, strip, channel_words, row_blocks, image_rows, k4g, row_stride, group_stride,
+                      geom.M if flat else 0, geom.groups)
+
+
+def spec_for(entry: VariantEntry, layout: Layout, geom: ConvGeometry) -> dict[str, int]:
+    """The specialization constants of the pipeline this call runs: its path, the layout (generic
+    variants), and the sizes a window path unrolls over. Each distinct dict is one pipeline."""
+    path = plan(entry, layout, geom).path
+    spec: dict[str, int] = {"PATH": path}
+    if entry.spec_constant("LAYOUT_HASH"):
+        spec["LAYOUT_HASH"] = layout.hashed_i32()
+    if path in (PATH_WINDOW, PATH_WINDOW_BYTES):
+        spec["KW_SPEC"] = geom.KW
+        spec["SW_SPEC"] = geom.stride[1]
+    if path == PATH_WINDOW_BYTES:
+        spec["KH_SPEC"] = geom.KH
+        spec["CG_SPEC"] = geom.Cg
+    return spec
+
+
+def im2col_step(dev: Device, entry: VariantEntry, layout: Layout, geom: ConvGeometry, x_data: Buffer | np.ndarray,
+                x_zp: int, out: Buffer) -> Step:
+    """The int8 im2col dispatch: x laid out in `layout` -> the entry's matrix format in `out`."""
+    pl = plan(entry, layout, geom)
+    spec = spec_for(entry, layout, geom)
+    buffers: dict[str | int, Any] = {0: out, 1: x_data}
+    if any(b.binding == 2 for b in entry.bindings):
+        buffers[2] = metadata(layout, (geom.N, geom.C_in, geom.H, geom.W))
+    push = {
+        **conv_push(geom),
+        "units": (pl.channel_words, pl.strips, pl.image_rows, pl.threads),
+        "matrix": (pl.row_blocks, pl.k4_group, pl.row_stride, pl.group_stride),
+        "flat_rows": pl.flat_rows,
+        "x_zp": x_zp,
+    }
+    return Step(dev.pipeline(entry, spec), buffers, push, (workgroups(pl.threads, entry.local_size[0]), 1, 1))

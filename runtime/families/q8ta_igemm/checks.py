@@ -1,0 +1,102 @@
+"""Checks of the q8ta_igemm variants against the family's NumPy oracle (level igemm).
+
+A *case* is a small JSON-able dict (shape, conv parameters, quantization parameters, value modes,
+seed, input layout and, for templates that split K, `split_k`); `materialize` turns it into arrays
+deterministically, so a failing case printed as JSON reruns exactly (`python -m runtime.tools.repro`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from runtime.core.device import Device
+from runtime.core.manifest import Manifest, VariantEntry, load_manifest
+from runtime.core.registry import Level, VerificationError
+from runtime.oplib.cells import CONV_CLASSES, classes_of, conv_cells, input_layouts
+from runtime.oplib.q8_checks import first_mismatch, int8_values, requant_mismatch, scales_and_bias, small_operands
+
+from . import oracle
+from .op import k_step, run_igemm_conv2d_q8
+
+ROLES = ("igemm",)
+CONV_DEFAULTS = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1}
+
+
+@dataclass
+class Inputs:
+    x: np.ndarray
+    weight: np.ndarray
+    w_scales: np.ndarray
+    bias: np.ndarray | None
+    conv: dict[str, Any]  # stride, padding, dilation, groups
+    quant: dict[str, Any]  # x_scale, x_zp, out_scale, out_zp, activation
+
+
+def materialize(case: dict[str, Any]) -> Inputs:
+    """Arrays of a case. out_scale is `out_scale_factor` times the scale that maps max|y| to 127."""
+    rng = np.random.default_rng(case["seed"])
+    groups = case.get("groups", 1)
+    x = int8_values(rng, (case["N"], case["C_in"], case["H"], case["W"]), case.get("x_values", "random"))
+    w_shape = (case["C_out"], case["C_in"] // groups, case["KH"], case["KW"])
+    weight = int8_values(rng, w_shape, case.get("w_values", "random"))
+    w_scales, bias = scales_and_bias(rng, case, case["C_out"])
+    conv: dict[str, Any] = {k: case.get(k, d) for k, d in CONV_DEFAULTS.items()}
+    conv = {k: tuple(v) if isinstance(v, list) else v for k, v in conv.items()}
+    x_scale, activation = case.get("x_scale", 0.05), case.get("activation", "none")
+    _, y, _ = oracle.requantize(oracle.conv_acc(x, weight, x_zp=case["x_zp"], **conv), x_scale=x_scale,
+                                w_scales=w_scales, bias=bias, out_scale=1.0, out_zp=0, activation=activation)
+    out_scale = (float(np.max(np.abs(y))) or 1.0) / 127.0 * case.get("out_scale_factor", 1.0)
+    quant = {"x_scale": x_scale, "x_zp": case["x_zp"], "out_scale": out_scale, "out_zp": case["out_zp"],
+             "activation": activation}
+    return Inputs(x, weight, w_scales, bias, conv, quant)
+
+
+def check_igemm(variant: str, case: dict[str, Any], device: Device | None) -> None:
+    """The op with `variant` forced (and the case's `split_k`), guard bands around the output and garbage
+    in the input layout's padding bytes: exact accumulators through identity requantization, then the
+    case's requantization, exact but for +-1 next to a rounding tie (runtime/oplib/q8_checks.py)."""
+    entry = load_manifest().variant(variant)
+    case = dict(case, scale_dtype=str(entry.axes.get("dtype", "float32")))
+    inp = materialize(case)
+    garbage = np.random.default_rng(case["seed"] + 1)
+    common = dict(inp.conv, input_layout=case["layout"], variant=variant, split_k=case.get("split_k"),
+                  device=device, guard=True, pad_garbage=garbage)
+
+    x_zp = inp.quant["x_zp"]
+    # x within x_zp +- 3, at most 42 weights in {-1, 1} per output channel: every accumulator inside int8
+    xs, ws = small_operands(inp.x, inp.weight, x_zp, np.random.default_rng(case["seed"] + 2))
+    ones = np.ones(ws.shape[0], inp.w_scales.dtype)
+    got = run_igemm_conv2d_q8(xs, ws, ones, None, x_scale=1.0, x_zp=x_zp, out_scale=1.0, out_zp=0, **common).output
+    want = oracle.conv_acc(xs, ws, x_zp=x_zp, **inp.conv)
+    _raise_if(variant, "accumulators (identity requantization)", first_mismatch(got, want, 0))
+
+    got = run_igemm_conv2d_q8(inp.x, inp.weight, inp.w_scales, inp.bias, **inp.quant, **common).output
+    want, scaled, magnitude = oracle.conv2d_q8_reference(inp.x, inp.weight, inp.w_scales, inp.bias, **inp.quant,
+                                                         **inp.conv)
+    _raise_if(variant, "requantized output", requant_mismatch(got, want, scaled, magnitude))
+
+
+def _raise_if(variant: str, what: str, problem: str | None) -> None:
+    if problem:
+        raise VerificationError(f"igemm check of {variant} failed: {what}: {problem}")
+
+
+# --- what the generic property tests draw ----------------------------------------------------------
+
+
+def _cases(entry: VariantEntry, manifest: Manifest) -> Any:
+    from .strategies import igemm_cases  # Hypothesis only where cases are drawn
+
+    return igemm_cases(input_layouts(entry, manifest) or [], splits=k_step(entry) > 0)
+
+
+LEVELS = (
+    Level("igemm", ROLES, check_igemm, _cases,
+          "the op with the variant forced (K split as the case says): exact accumulators through identity "
+          "requantization, then exact requantization but for +-1 next to a rounding tie; guard bands, "
+          "garbage in the input layout's padding bytes",
+          classes_of, conv_cells(_cases, CONV_CLASSES)),
+)

@@ -1,0 +1,233 @@
+"""Host side of the implicit-GEMM int8 conv2d: check arguments, pick the variant, plan the K split,
+pack the weights, dispatch once.
+
+The op takes conv2d_q8's arguments (plus `variant` and the `split_k` knob) and returns the same result:
+the weights are packed as conv2d_q8's GEMM packs them (runtime/oplib/gemm_formats.py
+pack_weights_q8), the output is the GEMM's [G][M][OCg4] words, and x is handled as conv2d_q8 handles
+it (`int8_input`: int8 NCHW packed in `input_layout`, default "4w4c", or a runtime.Packed as it is).
+What it leaves out is the im2col matrix: the shader gathers its A tiles from x
+(templates/include/conv_gather.glsl.j2; the interface: templates/include/igemm_q8.glsl.j2). The
+result goes where conv2d_q8's goes (`packed`, runtime/oplib/conv_output.py): for groups == 1 the
+output buffer is the 4c layout of (N, C_out, H_out, W_out) and may stay on the device as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from runtime.core.buffers import Buffer
+from runtime.core.device import Device
+from runtime.core.dispatch import Step
+from runtime.core.layouts import Layout
+from runtime.core.manifest import Manifest, VariantEntry, load_manifest
+from runtime.core.packed import Packed
+from runtime.families.q8ta_conv2d.op import conv_geometry
+from runtime.oplib import validate
+from runtime.oplib.conv import ConvGeometry, check_limit, check_limits, conv_push, device_of, int8_input, workgroups
+from runtime.oplib.conv_output import ConvResult, conv_placement, deliver_gemm
+from runtime.oplib.elementwise import run_into
+from runtime.oplib.gemm_formats import pack_weights_q8
+from runtime.oplib.gemm_q8 import GemmGeometry
+from runtime.oplib.requant import Requant, check_requant, check_storage, requant_bindings, requant_push, scale_dtype
+from runtime.oplib.variants import layout_scale_entry, runnable
+
+ROLE = "igemm"
+# output tiles below which a GPU is assumed to have idle compute units (an H100 has 132 SMs, and a
+# workgroup of these templates leaves room for a second one on each): K is then split to make more
+K_SPLIT_FILL = 256
+# a split sums at least this many K steps (fewer and its partial-sum traffic outweighs its work)
+MIN_STEPS_PER_SPLIT = 4
+MAX_SPLITS = 16
+
+
+@dataclass
+class IgemmRun(ConvResult):
+    """One execution, with what tests and the bench want besides the output."""
+
+    result: np.ndarray | Packed  # what the op returns: int8 (N, C_out, H_out, W_out), or a 4c Packed
+    variant: str
+    geometry: ConvGeometry
+    splits: int  # S: workgroups that share each output tile's K range
+    seconds: list[float] | None = None  # GPU time of the dispatch (timestamps=True)
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """How K is cut: S splits of `per_split` words each (the last one may be shorter)."""
+
+    splits: int
+    per_split: int
+
+
+def _block(entry: VariantEntry) -> tuple[int, int]:
+    """Output pixels x output channels one workgroup covers (the template states them)."""
+    return int(entry.declared["DISPATCH_BLOCK_M"]), int(entry.declared["DISPATCH_BLOCK_N"])
+
+
+def k_step(entry: VariantEntry) -> int:
+    """The K step (words) of a template that can split K; 0 for one that cannot."""
+    return int(entry.declared.get("IGEMM_K_STEP", 0))
+
+
+def igemm_entry(manifest: Manifest, dev: Device, layout: str, geom: ConvGeometry, scales: str,
+                forced: str | None) -> VariantEntry:
+    """The variant for x in `layout`, this conv's sizes and scales stored as `scales`; `forced` names one."""
+    M, OCg = geom.M, geom.OCg
+
+    def preference(entry: VariantEntry) -> tuple[Any, ...]:
+        axes = entry.axes
+        bm, bn = _block(entry)
+        # outputs the dispatched workgroups compute per output wanted, in tenths: a big block only
+        # wins where the conv fills it
+        padded = round(10 * (-(-M // bm) * bm) * (-(-OCg // bn) * bn) / (M * OCg))
+        # operands staged through shared memory are reused by the whole workgroup (and staged tiles can
+        # split K): faster on a GPU, and on lavapipe too (1.1-2.3x on the --small layers of __main__)
+        staged = bool(axes.get("stage", "coop" in axes))
+        return ("coop" not in axes, axes.get("dot") not in ("dot", "sdot"), axes.get("dot") != "sdot",
+                axes.get("input_layout") == "generic", axes.get("dtype") != scales, not staged, padded,
+                -bm * bn, entry.local_size[0])
+
+    # emulated tensor cores (a `coop` axis value that is a name) exist for tests: never picked
+    hardware = [e for e in runnable(manifest, dev, ROLE).entries(role=ROLE) if not isinstance(e.axes.get("coop"), str)]
+    return layout_scale_entry(manifest, dev, role=ROLE, layout=layout, scales=scales, forced=forced,
+                              preference=preference, candidates=manifest.subset(hardware))
+
+
+def split_plan(dev: Device, entry: VariantEntry, geom: ConvGeometry, split_k: Any = None) -> SplitPlan:
+    """S and the K words per split: `split_k` if given (clamped to the K steps there are), else 1 on a
+    CPU or where the output tiles fill a GPU, else enough splits to fill it, each at least
+    MIN_STEPS_PER_SPLIT K steps long."""
+    step = k_step(entry)
+    K4 = geom.K4
+    if split_k is not None:
+        wanted = validate.positive_int(split_k, "split_k")
+        if wanted > 1 and not step:
+            raise ValueError(f"split_k={split_k!r}: variant {entry.name!r} cannot split K (it declares no "
+                             "IGEMM_K_STEP); use a staged variant or split_k=None")
+    elif not step or dev.info.device_type == "cpu":
+        wanted = 1
+    else:
+        bm, bn = _block(entry)
+        tiles = -(-geom.M // bm) * -(-geom.OCg // bn) * geom.groups
+        wanted = 1 if tiles >= K_SPLIT_FILL else min(MAX_SPLITS, -(-K_SPLIT_FILL // tiles),
+                                                     max(1, -(-K4 // step) // MIN_STEPS_PER_SPLIT))
+    if wanted <= 1:
+        return SplitPlan(1, K4)
+    steps = -(-K4 // step)
+    per_split = -(-steps // min(wanted, steps)) * step
+    return SplitPlan(-(-K4 // per_split), per_split)
+
+
+@contextmanager
+def split_scratch(dev: Device, entry: VariantEntry, geom: ConvGeometry, plan: SplitPlan
+                  ) -> Iterator[dict[str | int, Buffer | np.ndarray]]:
+    """Bindings 7 and 8 of a template that can split K: zeroed partial sums and tile counts (the dispatch
+    leaves them zero again, so the bench may reuse them), or one-word stand-ins when S = 1."""
+    if not k_step(entry):
+        yield {}
+        return
+    if plan.splits == 1:
+        yield {7: np.zeros(1, np.int32), 8: np.zeros(1, np.int32)}
+        return
+    bm, bn = _block(entry)
+    tiles = -(-geom.M // bm) * -(-geom.OCg // bn) * geom.groups
+    part_bytes = 16 * geom.groups * geom.M * geom.OCg4
+    check_limit(dev, "split-K partial sums", part_bytes)
+    with dev.alloc(part_bytes, fill=0) as part, dev.alloc(4 * tiles, fill=0) as count:
+        yield {7: part, 8: count}
+
+
+def igemm_step(dev: Device, manifest: Manifest, entry: VariantEntry, layout: Layout, geom: ConvGeometry,
+               x_data: np.ndarray | Buffer, w_words: np.ndarray | Buffer, wsum: np.ndarray | Buffer, rq: Requant,
+               out: Buffer, plan: SplitPlan, scratch: Mapping[str | int, Buffer | np.ndarray]) -> Step:
+    """The one dispatch: x in `layout` -> [G][M][OCg4] int8 words in `out` (the interface of
+    templates/include/igemm_q8.glsl.j2)."""
+    g = geom
+    spec, buffers = requant_bindings(manifest, entry, rq, out, x_data, w_words, wsum, layout=layout,
+                                     shape=(g.N, g.C_in, g.H, g.W))
+    buffers.update(scratch)
+    push = {
+        "dims": (g.M, g.M4, g.K4, g.OCg),
+        **requant_push(rq, g.OCg4, g.groups),
+        **conv_push(g),
+        "split": (g.Cg4, plan.splits, plan.per_split, 0),
+    }
+    bm, bn = _block(entry)
+    groups = (workgroups(g.M, bm), workgroups(g.OCg, bn), g.groups * plan.splits)
+    return Step(dev.pipeline(entry, spec), buffers, push, groups)
+
+
+def run_igemm_conv2d_q8(
+    x: Any, weight: Any, w_scales: Any, bias: Any, *, x_scale: Any, x_zp: Any, out_scale: Any, out_zp: Any,
+    stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: Any = 1, activation: Any = "none",
+    input_layout: Any = None, packed: Any = None, variant: str | None = None, split_k: Any = None,
+    device: Device | None = None, guard: bool = False, timestamps: bool = False,
+    pad_garbage: np.random.Generator | None = None,
+) -> IgemmRun:
+    """igemm_conv2d_q8 with the knobs tests and benchmarks need: `split_k` (force S), guard bands around
+    the output, GPU timestamps, garbage (from `pad_garbage`) in the padding bytes of the packed input.
+    Only the output buffer can outlive the call (as a device-resident result)."""
+    manifest = load_manifest()
+    xin = int8_input(x, input_layout, manifest)
+    geom = conv_geometry(xin.shape, weight, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    rq = check_requant(w_scales, bias, geom.C_out, x_scale=x_scale, x_zp=x_zp, out_scale=out_scale,
+                       out_zp=out_zp, activation=activation)
+    dev = device_of(device)
+    where = conv_placement(packed, xin, dev)
+    entry = igemm_entry(manifest, dev, xin.layout.name, geom, scale_dtype(rq), variant)
+    check_storage(manifest, entry, rq)
+    plan = split_plan(dev, entry, geom, split_k)
+    gg = GemmGeometry(geom.groups, geom.M, geom.K4, geom.OCg)
+    check_limits(dev, {"x": 4 * xin.layout.words(xin.shape), "weight": 4 * geom.groups * geom.K4 * geom.OCg,
+                       "output": gg.out_bytes})
+    x_data = xin.data(None if pad_garbage is not None else 0, pad_garbage)
+    w_words, wsum = pack_weights_q8(weight, geom.groups)
+    out_buf = dev.alloc(gg.out_bytes, guard=guard)
+    with split_scratch(dev, entry, geom, plan) as scratch:
+        seconds = run_into(dev, out_buf, lambda: igemm_step(dev, manifest, entry, xin.layout, geom, x_data, w_words,
+                                                            wsum, rq, out_buf, plan, scratch),
+                           f"{entry.name} output", guard=guard, timestamps=timestamps)
+    # out_buf is freed here unless it is the device-resident result (then the result owns it)
+    return IgemmRun(deliver_gemm(dev, out_buf, geom, where), entry.name, geom, plan.splits, seconds)
+
+
+def igemm_conv2d_q8(
+    x: np.ndarray | Packed,
+    weight: np.ndarray,
+    w_scales: np.ndarray,
+    bias: np.ndarray | None,
+    *,
+    x_scale: float,
+    x_zp: int,
+    out_scale: float,
+    out_zp: int,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    activation: str = "none",
+    input_layout: str | None = None,
+    packed: bool | None = None,
+    variant: str | None = None,
+    device: Device | None = None,
+) -> np.ndarray | Packed:
+    """Quantized int8 conv2d as one implicit GEMM on the Vulkan device; int8 (N, C_out, H_out, W_out).
+
+    conv2d_q8's arguments and result: x is int8 logical NCHW, packed on the host in `input_layout`
+    (default "4w4c"), or a tensor packed with ``runtime.pack(x, layout)``; weight is int8
+    (C_out, C_in/groups, KH, KW). acc = sum over taps of (x - x_zp) * w (padding taps add 0);
+    y = acc * x_scale * w_scales[oc] + bias[oc]; ReLU if asked; q = clamp(round(y / out_scale) + out_zp,
+    -128, 127). No im2col matrix is made: the shader gathers x itself. `variant` forces a q8ta_igemm
+    variant by name; None picks one by layout, scale dtype, shape and device.
+    Result (as conv2d_q8's): an int8 NCHW array; a device-resident Packed in the 4c layout when x is
+    one, ``packed=True`` / ``False`` ask for a Packed / an array whatever x is.
+    """
+    return run_igemm_conv2d_q8(x, weight, w_scales, bias, x_scale=x_scale, x_zp=x_zp, out_scale=out_scale,
+                               out_zp=out_zp, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                               activation=activation, input_layout=input_layout, packed=packed, variant=variant,
+                               device=device).result
