@@ -82,6 +82,15 @@ def scales_and_bias(
     return w_scales, bias
 
 
+def calibrated_quant(case: Mapping[str, Any], scaled: np.ndarray, x_scale: float, activation: str) -> dict[str, Any]:
+    """The quantization keywords of a case (x_scale, x_zp, out_scale, out_zp, activation), out_scale
+    calibrated: `out_scale_factor` (default 1) times the scale that maps max |y| to 127, where `scaled`
+    is the oracle's y for out_scale 1 (a factor below 1 makes cases that saturate)."""
+    peak = float(np.max(np.abs(scaled))) or 1.0
+    return {"x_scale": x_scale, "x_zp": case["x_zp"], "out_scale": peak / 127.0 * case.get("out_scale_factor", 1.0),
+            "out_zp": case["out_zp"], "activation": activation}
+
+
 def first_mismatch(
     got: np.ndarray, want: np.ndarray, tol: int | np.ndarray, mask: np.ndarray | None = None
 ) -> str | None:

@@ -16,9 +16,9 @@ from runtime.core.device import Device
 from runtime.core.manifest import Manifest, VariantEntry, load_manifest
 from runtime.core.registry import Level, VerificationError
 from runtime.oplib.cells import CONV_CLASSES, GEMM_CLASSES, by_axis, classes_of, conv_cells
+from runtime.oplib.q8_checks import calibrated_quant, relu_magnitude, requant_mismatch, scales_and_bias, small_operands
 from runtime.oplib.q8_checks import first_mismatch as _first_mismatch
 from runtime.oplib.q8_checks import int8_values as _values
-from runtime.oplib.q8_checks import relu_magnitude, requant_mismatch, scales_and_bias, small_operands
 
 from . import oracle as reference
 from .im2col import matrix_of
@@ -46,16 +46,12 @@ def materialize(case: dict[str, Any]) -> Inputs:
     w_scales, bias = scales_and_bias(rng, case, case["C_out"])
     conv: dict[str, Any] = {k: tuple(case[k]) if isinstance(case[k], list) else case[k]
                             for k in ("stride", "padding", "dilation", "groups")}
-    x_scale = case.get("x_scale", 0.05)
+    x_scale, activation = case.get("x_scale", 0.05), case.get("activation", "none")
     _, exact = reference.conv2d_q8_reference(
         x, weight, w_scales, bias, x_scale=x_scale, x_zp=case["x_zp"], out_scale=1.0, out_zp=0,
-        activation=case.get("activation", "none"), **conv,
+        activation=activation, **conv,
     )
-    peak = float(np.max(np.abs(exact))) or 1.0
-    out_scale = peak / 127.0 * case.get("out_scale_factor", 1.0)
-    kwargs = dict(conv, x_scale=x_scale, x_zp=case["x_zp"], out_scale=out_scale, out_zp=case["out_zp"],
-                  activation=case.get("activation", "none"))
-    return Inputs(x, weight, w_scales, bias, kwargs)
+    return Inputs(x, weight, w_scales, bias, dict(conv, **calibrated_quant(case, exact, x_scale, activation)))
 
 
 def _prepare(variant: str, case: dict[str, Any]) -> tuple[dict[str, Any], Inputs, np.random.Generator]:

@@ -16,7 +16,15 @@ from runtime.core.device import Device
 from runtime.core.manifest import Manifest, VariantEntry, load_manifest
 from runtime.core.registry import Level, VerificationError
 from runtime.oplib.cells import classes_of, conv_cells
-from runtime.oplib.q8_checks import first_mismatch, int8_values, relu_magnitude, requant_mismatch, scales_and_bias
+from runtime.oplib.q8_checks import (
+    calibrated_quant,
+    first_mismatch,
+    int8_values,
+    relu_magnitude,
+    requant_mismatch,
+    scales_and_bias,
+    small_operands,
+)
 
 from . import oracle
 from .op import run_dwconv2d_q8
@@ -47,19 +55,7 @@ def materialize(case: dict[str, Any]) -> Inputs:
     # y before rounding: the oracle's scaled output for out_scale 1
     _, y, _ = oracle.requantize(oracle.dwconv_acc(x, weight, x_zp=case["x_zp"], **conv), x_scale=x_scale,
                                 w_scales=w_scales, bias=bias, out_scale=1.0, out_zp=0, activation=activation)
-    out_scale = (float(np.max(np.abs(y))) or 1.0) / 127.0 * case.get("out_scale_factor", 1.0)
-    quant = {"x_scale": x_scale, "x_zp": case["x_zp"], "out_scale": out_scale, "out_zp": case["out_zp"],
-             "activation": activation}
-    return Inputs(x, weight, w_scales, bias, conv, quant)
-
-
-def small_values(inp: Inputs) -> tuple[np.ndarray, np.ndarray]:
-    """x within x_zp +- 3 and weights in {-1, 0, 1}, from the case's own values (same positions,
-    same padding pattern): accumulators stay within int8 for up to 42 taps, so through identity
-    requantization every bit of them is visible."""
-    x_zp = inp.quant["x_zp"]
-    x = np.clip(x_zp + inp.x.astype(np.int64) % 7 - 3, -128, 127).astype(np.int8)
-    return x, (inp.weight.astype(np.int64) % 3 - 1).astype(np.int8)
+    return Inputs(x, weight, w_scales, bias, conv, calibrated_quant(case, y, x_scale, activation))
 
 
 def check_dwconv(variant: str, case: dict[str, Any], device: Device | None) -> None:
@@ -73,8 +69,9 @@ def check_dwconv(variant: str, case: dict[str, Any], device: Device | None) -> N
     common = dict(inp.conv, input_layout=case["layout"], variant=variant, device=device, guard=True,
                   pad_garbage=garbage)
 
-    xs, ws = small_values(inp)
     x_zp = inp.quant["x_zp"]
+    # x within x_zp +- 3, at most 42 weights in {-1, 1} per channel: every accumulator inside int8
+    xs, ws = small_operands(inp.x, inp.weight, x_zp, np.random.default_rng(case["seed"] + 2))
     ones = np.ones(xs.shape[1], inp.w_scales.dtype)
     got = run_dwconv2d_q8(xs, ws, ones, None, x_scale=1.0, x_zp=x_zp, out_scale=1.0, out_zp=0, **common).output
     want = np.clip(oracle.dwconv_acc(xs, ws, x_zp=x_zp, **inp.conv), -128, 127)

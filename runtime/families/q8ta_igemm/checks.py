@@ -16,7 +16,14 @@ from runtime.core.device import Device
 from runtime.core.manifest import Manifest, VariantEntry, load_manifest
 from runtime.core.registry import Level, VerificationError
 from runtime.oplib.cells import CONV_CLASSES, classes_of, conv_cells, input_layouts
-from runtime.oplib.q8_checks import first_mismatch, int8_values, requant_mismatch, scales_and_bias, small_operands
+from runtime.oplib.q8_checks import (
+    calibrated_quant,
+    first_mismatch,
+    int8_values,
+    requant_mismatch,
+    scales_and_bias,
+    small_operands,
+)
 
 from . import oracle
 from .op import k_step, run_igemm_conv2d_q8
@@ -48,10 +55,7 @@ def materialize(case: dict[str, Any]) -> Inputs:
     x_scale, activation = case.get("x_scale", 0.05), case.get("activation", "none")
     _, y, _ = oracle.requantize(oracle.conv_acc(x, weight, x_zp=case["x_zp"], **conv), x_scale=x_scale,
                                 w_scales=w_scales, bias=bias, out_scale=1.0, out_zp=0, activation=activation)
-    out_scale = (float(np.max(np.abs(y))) or 1.0) / 127.0 * case.get("out_scale_factor", 1.0)
-    quant = {"x_scale": x_scale, "x_zp": case["x_zp"], "out_scale": out_scale, "out_zp": case["out_zp"],
-             "activation": activation}
-    return Inputs(x, weight, w_scales, bias, conv, quant)
+    return Inputs(x, weight, w_scales, bias, conv, calibrated_quant(case, y, x_scale, activation))
 
 
 def check_igemm(variant: str, case: dict[str, Any], device: Device | None) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from runtime.core.device import Device
 from runtime.core.manifest import Manifest, VariantEntry, load_manifest
 from runtime.core.registry import Level, VerificationError
-from runtime.oplib.q8_checks import first_mismatch, int8_values, requant_mismatch, scales_and_bias
+from runtime.oplib.q8_checks import calibrated_quant, first_mismatch, int8_values, requant_mismatch, scales_and_bias
 
 from . import oracle
 from .op import run_linear_q8
@@ -40,10 +40,7 @@ def materialize(case: dict[str, Any]) -> Inputs:
     activation = case.get("activation", "none")
     _, scaled, _ = oracle.linear_q8_reference(x, weight, w_scales, bias, x_scale=x_scale, x_zp=case["x_zp"],
                                               out_scale=1.0, out_zp=0, activation=activation)
-    peak = float(np.max(np.abs(scaled))) or 1.0
-    kwargs = dict(x_scale=x_scale, x_zp=case["x_zp"], out_scale=peak / 127.0 * case.get("out_scale_factor", 1.0),
-                  out_zp=case["out_zp"], activation=activation)
-    return Inputs(x, weight, w_scales, bias, kwargs)
+    return Inputs(x, weight, w_scales, bias, calibrated_quant(case, scaled, x_scale, activation))
 
 
 def _raise_if(name: str, what: str, problem: str | None) -> None:
