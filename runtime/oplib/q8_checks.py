@@ -34,7 +34,7 @@ normal range (x_scale >= 1e-4, w_scale >= 1e-5), so denormal flushing plays no p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -128,6 +128,18 @@ def relu_magnitude(pre: np.ndarray, magnitude: np.ndarray, activation: str) -> n
     if activation != "relu":
         return magnitude
     return np.where(np.asarray(pre) < -TIE_BAND * np.asarray(magnitude), 0.0, magnitude)
+
+
+def requant_reference(
+    reference: Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]], quant: Mapping[str, Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(want, scaled, magnitude) of an oracle `reference(**quant)` for :func:`requant_mismatch`; with relu,
+    the magnitude of outputs relu sends to exactly 0 is 0 (:func:`relu_magnitude`: no tie allowance)."""
+    want, scaled, magnitude = reference(**quant)
+    if quant["activation"] == "relu":
+        _, pre, _ = reference(**dict(quant, activation="none"))
+        magnitude = relu_magnitude(pre, magnitude, "relu")
+    return want, scaled, magnitude
 
 
 def requant_mismatch(

@@ -9,6 +9,7 @@ number of output channels (groups * the weight's dim 1).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -21,8 +22,8 @@ from runtime.oplib.q8_checks import (
     calibrated_quant,
     first_mismatch,
     int8_values,
-    relu_magnitude,
     requant_mismatch,
+    requant_reference,
     scales_and_bias,
 )
 
@@ -85,12 +86,9 @@ def check_convt(variant: str, case: dict[str, Any], device: Device | None) -> No
         _raise_if(run.variant, f"accumulators (identity requantization, {what})", first_mismatch(run.output, want, 0))
 
     run = run_conv_transpose2d_q8(inp.x, inp.weight, inp.w_scales, inp.bias, **inp.quant, **common)
-    want, scaled, magnitude = oracle.conv_transpose2d_q8_reference(inp.x, inp.weight, inp.w_scales, inp.bias,
-                                                                   **inp.quant, **inp.conv)
-    if inp.quant["activation"] == "relu":  # outputs relu sends to exactly 0 need no tie allowance
-        _, pre, _ = oracle.conv_transpose2d_q8_reference(inp.x, inp.weight, inp.w_scales, inp.bias,
-                                                         **dict(inp.quant, activation="none"), **inp.conv)
-        magnitude = relu_magnitude(pre, magnitude, "relu")
+    want, scaled, magnitude = requant_reference(
+        partial(oracle.conv_transpose2d_q8_reference, inp.x, inp.weight, inp.w_scales, inp.bias, **inp.conv),
+        inp.quant)
     _raise_if(run.variant, "requantized output",
               requant_mismatch(run.output, want, scaled, magnitude, inp.quant["out_zp"]))
 

@@ -8,6 +8,7 @@ printed as JSON reruns exactly (`python -m runtime.tools.repro`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -20,8 +21,8 @@ from runtime.oplib.q8_checks import (
     calibrated_quant,
     first_mismatch,
     int8_values,
-    relu_magnitude,
     requant_mismatch,
+    requant_reference,
     scales_and_bias,
     small_operands,
 )
@@ -78,12 +79,8 @@ def check_dwconv(variant: str, case: dict[str, Any], device: Device | None) -> N
     _raise_if(variant, "accumulators (identity requantization)", first_mismatch(got, want, 0))
 
     got = run_dwconv2d_q8(inp.x, inp.weight, inp.w_scales, inp.bias, **inp.quant, **common).output
-    want, scaled, magnitude = oracle.dwconv2d_q8_reference(inp.x, inp.weight, inp.w_scales, inp.bias,
-                                                           **inp.quant, **inp.conv)
-    if inp.quant["activation"] == "relu":  # outputs relu sends to exactly 0 need no tie allowance
-        _, pre, _ = oracle.dwconv2d_q8_reference(inp.x, inp.weight, inp.w_scales, inp.bias,
-                                                 **dict(inp.quant, activation="none"), **inp.conv)
-        magnitude = relu_magnitude(pre, magnitude, "relu")
+    want, scaled, magnitude = requant_reference(
+        partial(oracle.dwconv2d_q8_reference, inp.x, inp.weight, inp.w_scales, inp.bias, **inp.conv), inp.quant)
     _raise_if(variant, "requantized output", requant_mismatch(got, want, scaled, magnitude, inp.quant["out_zp"]))
 
 
