@@ -23,7 +23,7 @@ from bench.roofline import calibrate
 from runtime.core.buffers import Buffer
 from runtime.core.device import Device, Step
 from runtime.core.manifest import Manifest, VariantEntry
-from runtime.core.select import device_unfit
+from runtime.core.select import unrunnable
 from runtime.families.bench_probes import op as vb
 
 FIELDS = ("index", "name", "clocks.sm", "clocks.max.sm", "clocks.mem", "power.draw", "temperature.gpu",
@@ -86,7 +86,7 @@ class Spinner:
         for role, mode in (("bench_coopmat_peak", None), ("bench_dot_peak", "sdot"), ("bench_dot_peak", "dot"),
                            ("bench_dot_peak", "int")):
             fitting = [e for e in manifest.entries(role=role) if (mode is None or e.axes.get("dot") == mode)
-                       and not dev.supports(e.features) and not device_unfit(e, dev)]
+                       and not unrunnable(e, dev)]
             if not fitting:
                 continue
             try:

@@ -25,7 +25,7 @@ from bench.measure import Stats, spin_up, summarize, time_steps
 from bench.suite import RooflineSizes
 from runtime.core.device import Device, Step
 from runtime.core.manifest import Manifest, VariantEntry
-from runtime.core.select import device_unfit
+from runtime.core.select import unrunnable
 from runtime.families.bench_probes import op as vb
 from runtime.families.bench_probes.oracle import coopmat_peak_reference, dot_peak_reference
 
@@ -137,11 +137,6 @@ def _variants(manifest: Manifest, role: str, only: Callable[[str], bool]) -> lis
     return [manifest.variants[n] for n in manifest.names(role=role) if only(n)]
 
 
-def _unfit(dev: Device, entry: VariantEntry) -> str | None:
-    missing = dev.supports(entry.features)
-    return f"device lacks {', '.join(missing)}" if missing else device_unfit(entry, dev)
-
-
 def measure_copy(dev: Device, manifest: Manifest, nbytes: int, reps: int, warmup: int, log: Log,
                  only: Callable[[str], bool] = lambda n: True, spin_s: float = 0.0) -> list[Probe]:
     """Time every bench_copy variant on one `nbytes` buffer; bandwidth counts bytes read + written."""
@@ -153,7 +148,7 @@ def measure_copy(dev: Device, manifest: Manifest, nbytes: int, reps: int, warmup
     with dev.upload(src_host) as src, dev.alloc(nbytes) as dst:
         for entry in _variants(manifest, "bench_copy", only):
             name = entry.name
-            if (unfit := _unfit(dev, entry)) is not None:
+            if (unfit := unrunnable(entry, dev)) is not None:
                 probes.append(Probe(name, "copy", None, None, "n/a", unfit))
                 continue
             try:
@@ -191,7 +186,7 @@ def measure_dot_peak(dev: Device, manifest: Manifest, sizes: RooflineSizes, reps
     probes = []
     for entry in _variants(manifest, "bench_dot_peak", only):
         name, mode = entry.name, entry.axes["dot"]
-        if (unfit := _unfit(dev, entry)) is not None:
+        if (unfit := unrunnable(entry, dev)) is not None:
             probes.append(Probe(name, mode, None, None, "n/a", unfit))
             continue
         local = int(entry.local_size[0])
@@ -237,7 +232,7 @@ def measure_coopmat_peak(dev: Device, manifest: Manifest, sizes: RooflineSizes, 
     probes = []
     for entry in _variants(manifest, "bench_coopmat_peak", only):
         name = entry.name
-        if (unfit := _unfit(dev, entry)) is not None:
+        if (unfit := unrunnable(entry, dev)) is not None:
             probes.append(Probe(name, "coopmat", None, None, "n/a", unfit))
             continue
         per_group = vb.coopmat_peak_subgroups(entry)

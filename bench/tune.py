@@ -57,6 +57,7 @@ from runtime.families.q8ta_dwconv import op as dwconv
 from runtime.families.q8ta_igemm.op import igemm_entry, igemm_step, split_plan, split_scratch
 from runtime.families.q8ta_igemm.selection import IMPL_KEY, PAIR, impl_class, prefer_igemm
 from runtime.oplib.gemm_q8 import emulated
+from runtime.oplib.variants import input_layout_reason
 
 IMPL = "impl"  # the ClassResult role of conv2d_q8's implementations
 CACHE_KEYS = {**TUNING_KEYS, IMPL: IMPL_KEY}
@@ -108,7 +109,7 @@ class ClassResult:
 
 
 def _accepts_im2col(entry: VariantEntry) -> bool:
-    return entry.axes.get("input_layout") in ("generic", "4w4c")
+    return input_layout_reason(entry.axes, "4w4c") is None
 
 
 def _accepts_gemm(entry: VariantEntry) -> bool:
@@ -194,7 +195,7 @@ class _DwOutput:
 
 
 def _reads_conv_layout(b: Bench, entry: VariantEntry) -> bool:
-    return (entry.axes.get("input_layout") in ("generic", CONV_LAYOUT) and not isinstance(entry.axes.get("coop"), str)
+    return (input_layout_reason(entry.axes, CONV_LAYOUT) is None and not emulated(entry.axes)
             and b.missing(entry) is None)
 
 

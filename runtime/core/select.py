@@ -34,6 +34,13 @@ def device_unfit(entry: VariantEntry, device: Any) -> str | None:
     return None
 
 
+def unrunnable(entry: VariantEntry, device: Any) -> str | None:
+    """Why this device cannot run a variant at all: the features it lacks, else :func:`device_unfit`'s
+    reason; None where it can."""
+    missing = device.supports(entry.features)
+    return f"device lacks {', '.join(missing)}" if missing else device_unfit(entry, device)
+
+
 def check_forced(
     manifest: Manifest,
     name: str,

@@ -13,7 +13,7 @@ from runtime.core.device import Device
 from runtime.core.manifest import Manifest, VariantEntry, load_manifest
 from runtime.core.packed import Packed
 from runtime.core.registry import implementations
-from runtime.core.select import check_forced, device_unfit, pick
+from runtime.core.select import check_forced, pick, unrunnable
 from runtime.oplib import conv as common
 from runtime.oplib import validate
 from runtime.oplib.conv import INT8_LAYOUT, ConvGeometry, check_limit, check_limits, device_of
@@ -98,7 +98,7 @@ def _tuned(manifest: Manifest, device: Device, role: str, shape: str,
     entry = manifest.variants.get(choice) if isinstance(choice, str) else None
     if entry is None or entry.role != role or accepts(entry.axes):
         return None
-    if device.supports(entry.features) or device_unfit(entry, device):
+    if unrunnable(entry, device):
         return None
     return entry
 

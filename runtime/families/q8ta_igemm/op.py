@@ -32,7 +32,7 @@ from runtime.oplib.conv import ConvGeometry, check_limit, check_limits, conv_pus
 from runtime.oplib.conv_output import ConvResult, conv_placement, deliver_gemm
 from runtime.oplib.elementwise import run_into
 from runtime.oplib.gemm_formats import pack_weights_q8
-from runtime.oplib.gemm_q8 import GemmGeometry
+from runtime.oplib.gemm_q8 import GemmGeometry, emulated
 from runtime.oplib.requant import Requant, check_requant, check_storage, requant_bindings, requant_push, scale_dtype
 from runtime.oplib.variants import layout_scale_entry, runnable
 
@@ -93,7 +93,7 @@ def igemm_entry(manifest: Manifest, dev: Device, layout: str, geom: ConvGeometry
                 -bm * bn, entry.local_size[0])
 
     # emulated tensor cores (a `coop` axis value that is a name) exist for tests: never picked
-    hardware = [e for e in runnable(manifest, dev, ROLE).entries(role=ROLE) if not isinstance(e.axes.get("coop"), str)]
+    hardware = [e for e in runnable(manifest, dev, ROLE).entries(role=ROLE) if not emulated(e.axes)]
     return layout_scale_entry(manifest, dev, role=ROLE, layout=layout, scales=scales, forced=forced,
                               preference=preference, candidates=manifest.subset(hardware))
 

@@ -20,9 +20,10 @@ from runtime.core import tuning
 from runtime.core.device import Device
 from runtime.core.manifest import Manifest, load_manifest
 from runtime.core.packed import Packed
-from runtime.core.select import device_unfit
+from runtime.core.select import unrunnable
 from runtime.families.q8ta_conv2d.op import DEFAULT_LAYOUT, conv_geometry
 from runtime.oplib.conv import ConvGeometry, device_of
+from runtime.oplib.variants import input_layout_reason
 
 from .op import ROLE, igemm_conv2d_q8
 
@@ -63,8 +64,8 @@ def tuned_choice(dev: Device, manifest: Manifest, geom: ConvGeometry) -> str | N
 
 def _fits(dev: Device, manifest: Manifest, name: str, layout: str) -> bool:
     entry = manifest.variants.get(name)
-    return (entry is not None and entry.role == ROLE and entry.axes.get("input_layout") in ("generic", layout)
-            and not dev.supports(entry.features) and device_unfit(entry, dev) is None)
+    return (entry is not None and entry.role == ROLE and input_layout_reason(entry.axes, layout) is None
+            and unrunnable(entry, dev) is None)
 
 
 def prefer_igemm(dev: Device, manifest: Manifest, geom: ConvGeometry) -> bool:
@@ -94,7 +95,7 @@ def prefer_igemm(dev: Device, manifest: Manifest, geom: ConvGeometry) -> bool:
         return False
     fast = [e for e in manifest.entries(role=ROLE)
             if (isinstance(e.axes.get("coop"), Mapping) or e.axes.get("dot") in ("dot", "sdot"))
-            and not dev.supports(e.features) and device_unfit(e, dev) is None]
+            and unrunnable(e, dev) is None]
     return bool(fast)
 
 

@@ -25,7 +25,7 @@ from runtime.core.device import Device
 from runtime.core.dispatch import Step
 from runtime.core.layouts import Layout
 from runtime.core.manifest import Manifest, VariantEntry, load_manifest
-from runtime.core.select import device_unfit
+from runtime.core.select import unrunnable
 from runtime.families.q8ta_conv2d.op import (
     DEFAULT_LAYOUT,
     conv_geometry,
@@ -35,7 +35,9 @@ from runtime.families.q8ta_conv2d.op import (
     run_conv2d_q8,
 )
 from runtime.oplib.gemm_formats import matrix_to_nchw, pack_weights_q8, unpack_output_4c
+from runtime.oplib.gemm_q8 import emulated
 from runtime.oplib.requant import Requant, check_requant
+from runtime.oplib.variants import input_layout_reason
 
 from .op import ROLE, igemm_entry, igemm_step, split_plan, split_scratch
 
@@ -183,8 +185,8 @@ def kernel_seconds(dev: Device, steps: Sequence[Step], reps: int) -> float:
 
 def runnable_variants(dev: Device, manifest: Manifest, role: str) -> list[VariantEntry]:
     """Variants of `role` this device runs (features, limits), emulated tensor cores left out."""
-    return [e for e in manifest.entries(role=role) if not dev.supports(e.features) and device_unfit(e, dev) is None
-            and not isinstance(e.axes.get("coop"), str)]
+    return [e for e in manifest.entries(role=role) if unrunnable(e, dev) is None
+            and not emulated(e.axes)]
 
 
 def time_layer(dev: Device, layer: ConvLayer, reps: int, *, screen: bool = True, rounds: int = 1,
@@ -200,7 +202,7 @@ def time_layer(dev: Device, layer: ConvLayer, reps: int, *, screen: bool = True,
         t.igemm_pick = igemm_entry(manifest, dev, DEFAULT_LAYOUT, rig.geom, "float32", None).name
         paths: dict[str, Callable[[], list[Step]]] = {
             e.name: partial(_igemm, t, rig, e) for e in runnable_variants(dev, manifest, ROLE)
-            if keep(e.name) and e.axes.get("input_layout") in ("generic", DEFAULT_LAYOUT)}
+            if keep(e.name) and input_layout_reason(e.axes, DEFAULT_LAYOUT) is None}
         paths[PAIR] = partial(rig.pair_steps, *t.pair)
         if screen:  # a few calls of every GEMM after the pair's im2col; the fastest one joins the paths
             screened = _time_all(t, rig, {e.name: partial(rig.pair_steps, t.pair[0], e.name)
