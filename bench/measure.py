@@ -11,7 +11,6 @@ Two timings of a call (one or more dispatches), the same two the peer gets (benc
 
 from __future__ import annotations
 
-import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,21 @@ from runtime.core.buffers import Buffer
 from runtime.core.device import Device, Step
 from runtime.core.dispatch import Runner
 from runtime.core.errors import ShaderkitError
+from runtime.core.timing import spin_up, time_steps
 from runtime.core.vkapi import check, vk
+
+__all__ = [
+    "DeviceInputs",
+    "Matched",
+    "Stats",
+    "adaptive_reps",
+    "run_offsets",
+    "spin_up",
+    "summarize",
+    "time_matched",
+    "time_steps",
+    "time_total",
+]
 
 
 @dataclass(frozen=True)
@@ -68,34 +81,6 @@ def summarize(samples: Sequence[float]) -> Stats:
     if not samples:
         raise ValueError("no samples to summarize")
     return Stats(tuple(float(s) for s in samples))
-
-
-def spin_up(dev: Device, steps: Sequence[Step], seconds: float) -> None:
-    """Keep the device busy with `steps` for about `seconds` of wall time before a measurement.
-
-    An idle GPU sits at a low clock and takes a while under load to boost (seen on the H100:
-    a probe timed cold ran several times slower, with a bimodal spread); a peak must be measured
-    at the clock the heavy work runs at.
-    """
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        dev.run(steps)
-
-
-def time_steps(dev: Device, steps: Sequence[Step], reps: int, warmup: int) -> list[list[float]]:
-    """Run `steps` `warmup` times untimed, then `reps` times with timestamps.
-
-    Returns the GPU seconds of every step of every timed run. All timed runs go in one command
-    buffer, back to back (with the usual barriers between dispatches), as a network would issue
-    them: with one submit per run, the GPU idles between tiny dispatches while the host waits, and
-    drops its clock. The timestamps still bracket each dispatch alone.
-    """
-    if warmup > 0:
-        dev.run(list(steps) * warmup)
-    n = len(steps)
-    seconds = dev.run(list(steps) * max(1, reps), timestamps=True)
-    assert seconds is not None  # timestamps=True always returns them
-    return [seconds[i * n : (i + 1) * n] for i in range(max(1, reps))]
 
 
 class _SpanRunner(Runner):

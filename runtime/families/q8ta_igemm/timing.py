@@ -10,7 +10,6 @@ screen of all of them. Every output is checked against the pair's (+-1: both req
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from runtime.core.dispatch import Step
 from runtime.core.layouts import Layout
 from runtime.core.manifest import Manifest, VariantEntry, load_manifest
 from runtime.core.select import unrunnable
+from runtime.core.timing import spin_up, time_steps
 from runtime.families.q8ta_conv2d.op import (
     DEFAULT_LAYOUT,
     conv_geometry,
@@ -178,9 +178,7 @@ class _Rig:
 
 def kernel_seconds(dev: Device, steps: Sequence[Step], reps: int) -> float:
     """Median over `reps` back-to-back calls (one submit) of the summed dispatch times of one call."""
-    seconds = dev.run(list(steps) * reps, timestamps=True) or []
-    n = len(steps)
-    return median(sum(seconds[i * n:(i + 1) * n]) for i in range(reps))
+    return median(sum(run) for run in time_steps(dev, steps, reps, warmup=0))
 
 
 def runnable_variants(dev: Device, manifest: Manifest, role: str) -> list[VariantEntry]:
@@ -257,6 +255,4 @@ def warm_up(dev: Device, layer: ConvLayer, seconds: float) -> None:
     with ExitStack() as stack:
         rig = _Rig(dev, manifest, layer, stack)
         step, _ = rig.igemm(igemm_entry(manifest, dev, DEFAULT_LAYOUT, rig.geom, "float32", None))
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            dev.run([step] * 64)
+        spin_up(dev, [step] * 64, seconds)
