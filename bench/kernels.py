@@ -29,7 +29,7 @@ from runtime.core.layouts import Layout
 from runtime.core.manifest import Manifest, VariantEntry
 from runtime.core.select import device_unfit
 from runtime.families.q8ta_conv2d import oracle as reference
-from runtime.families.q8ta_conv2d.im2col import PATH_NAMES, matrix_bytes, matrix_of, plan
+from runtime.families.q8ta_conv2d.im2col import PATH_NAMES, auto_kh_parts, matrix_bytes, matrix_of, plan
 from runtime.families.q8ta_conv2d.op import (
     TUNING_KEYS,
     GemmGeometry,
@@ -272,6 +272,23 @@ def _layout(manifest: Manifest, entry: VariantEntry) -> Layout:
     return Layout.from_dict(name, manifest.layouts[name])
 
 
+def _im2col_runs(b: Bench, geom: Any) -> list[tuple[VariantEntry, int | None]]:
+    """(variant, kernel-row parts) to time: each variant as conv2d_q8 runs it (None: the device's split,
+    im2col.auto_kh_parts) and, on a GPU, with the other extreme too (unsplit where the device splits,
+    one kernel row per thread where it does not), so the split's effect is measured in the run."""
+    runs: list[tuple[VariantEntry, int | None]] = []
+    for entry in b.variants("im2col"):
+        runs.append((entry, None))
+        if b.missing(entry) is not None or b.dev.info.device_type == "cpu":
+            continue
+        layout = _layout(b.manifest, entry)
+        auto = auto_kh_parts(b.dev, entry, layout, geom)
+        other = 1 if auto > 1 else geom.KH
+        if plan(entry, layout, geom, other).kh_parts != plan(entry, layout, geom, auto).kh_parts:
+            runs.append((entry, other))
+    return runs
+
+
 def bench_im2col(b: Bench, shape: ConvShape) -> list[Row]:
     """Every im2col variant on one conv's input (each in its matrix format), then upstream's own shaders
     where `.upstream/` holds them (bench/upstream.py); GB/s counts the packed input read once + the matrix
@@ -296,9 +313,10 @@ def bench_im2col(b: Bench, shape: ConvShape) -> list[Row]:
 
     with DeviceInputs(b.dev) as inputs:
         a_buf = inputs.alloc(max(matrix_bytes(geom, fmt) for fmt in MATRIX_FORMATS))
-        for entry in b.variants("im2col"):
+        for entry, parts in _im2col_runs(b, geom):
             fmt = matrix_of(entry)
-            row = Row("im2col", shape.name, shape.describe(), entry.name, "copy")
+            name = entry.name if parts is None else f"{entry.name} (kh_parts={parts})"
+            row = Row("im2col", shape.name, shape.describe(), name, "copy")
             rows.append(row)
             if (reason := b.missing(entry)) is not None:
                 row.status = reason
@@ -310,10 +328,12 @@ def bench_im2col(b: Bench, shape: ConvShape) -> list[Row]:
                 if layout.name not in packed:
                     packed[layout.name] = layout.pack(x)
                 x_words = packed[layout.name]
-                row.desc += f", {layout.name} in, {fmt} matrix ({PATH_NAMES[plan(entry, layout, geom).path]} path)"
+                pl = plan(entry, layout, geom, auto_kh_parts(b.dev, entry, layout, geom) if parts is None else parts)
+                row.desc += (f", {layout.name} in, {fmt} matrix ({PATH_NAMES[pl.path]} path"
+                             f"{f', kernel rows in {pl.kh_parts} parts' if pl.kh_parts > 1 else ''})")
                 row.nbytes = x_words.nbytes + nbytes
                 a_buf.fill(SENTINEL)
-                step = inputs.persist(im2col_step(b.dev, entry, layout, geom, x_words, x_zp, a_buf))
+                step = inputs.persist(im2col_step(b.dev, entry, layout, geom, x_words, x_zp, a_buf, pl.kh_parts))
                 _fill(row, b.time([step]))
             except Exception as exc:
                 row.status = error_status(exc)
@@ -321,8 +341,8 @@ def bench_im2col(b: Bench, shape: ConvShape) -> list[Row]:
             words = a_buf.read(np.int32)[: nbytes // 4] if check or fmt == "upstream" else None
             if fmt == "upstream" and layout.name == CONV_LAYOUT and words is not None:
                 ours.setdefault("words", words)
-            if entry.axes.get("input_layout") == CONV_LAYOUT and row.stats and (best is None
-                                                                               or row.stats.median < best[0]):
+            as_op_runs = entry.axes.get("input_layout") == CONV_LAYOUT and parts is None
+            if as_op_runs and row.stats and (best is None or row.stats.median < best[0]):
                 best = (row.stats.median, entry.name)
             if not check or words is None:
                 row.check = f"skipped: {nbytes / 2**20:.0f} MiB matrix is too big for a NumPy check"

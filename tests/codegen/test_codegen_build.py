@@ -161,8 +161,10 @@ def test_real_manifest_im2col_fields(real_build: tuple[Project, BuildReport]) ->
         ("matrix", 80),
         ("flat_rows", 96),
         ("x_zp", 100),
+        ("kh_parts", 104),
+        ("kh_rows", 108),
     ]
-    assert generic["push_constants"]["size"] == 104
+    assert generic["push_constants"]["size"] == 112
     spec = {s["name"]: (s["id"], s["default"]) for s in generic["spec_constants"]}
     assert spec["LAYOUT_HASH"] == (0, 0)
     assert {"KW_SPEC", "PATH", "SW_SPEC", "KH_SPEC", "CG_SPEC"} <= set(spec)  # the im2col paths' specializations

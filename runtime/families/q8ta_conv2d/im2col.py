@@ -32,6 +32,14 @@ WINDOW_STRIDES = frozenset({1, 2})
 # the window-bytes path keeps the windows of up to 2 words of a group's channels and unrolls its whole
 # reduction: depthwise (1) and RGB-like (3) channel counts, square kernels
 WINDOW_BYTES_CG = frozenset({1, 2, 3})
+# The paths that may split the kernel rows over threads (the byte paths carry a byte accumulator
+# across kernel rows, so they walk them all)
+SPLIT_PATHS = frozenset({PATH_WINDOW, PATH_WORDS})
+# On a GPU, a dispatch of fewer threads than this leaves most of the device idle, and the kernel row
+# loop is what each thread waits on: split the kernel rows until a dispatch reaches it (an H200 keeps
+# ~270 k threads resident; small layers such as 3x3 over 512 channels at 16x16 start ~8 k). A CPU
+# device has a few cores and gains nothing from more, smaller threads.
+GPU_MIN_THREADS = 1 << 17
 
 
 def matrix_of(entry: VariantEntry | Mapping[str, Any]) -> str:
@@ -84,6 +92,8 @@ class Im2colPlan:
     group_stride: int  # blocks between groups
     flat_rows: int  # M when native rows are flattened, else 0
     groups: int
+    kh_rows: int  # kernel rows per thread; the kernel height where a thread walks them all
+    kernel_h: int
 
     @property
     def strips(self) -> int:
@@ -91,12 +101,18 @@ class Im2colPlan:
         return -(-self.row_blocks // self.strip)
 
     @property
+    def kh_parts(self) -> int:
+        """Parts the kernel rows are split into (threads per (group, image row, strip, channel word))."""
+        return -(-self.kernel_h // self.kh_rows)
+
+    @property
     def threads(self) -> int:
-        return self.channel_words * self.strips * self.image_rows * self.groups
+        return self.channel_words * self.kh_parts * self.strips * self.image_rows * self.groups
 
 
-def plan(entry: VariantEntry, layout: Layout, geom: ConvGeometry) -> Im2colPlan:
-    """How `entry` covers this conv's matrix."""
+def plan(entry: VariantEntry, layout: Layout, geom: ConvGeometry, kh_parts: int = 1) -> Im2colPlan:
+    """How `entry` covers this conv's matrix, its kernel rows split into (at most) `kh_parts` parts
+    where the path allows (1 elsewhere; more than KH means KH)."""
     matrix = matrix_of(entry)
     path = path_for(layout, geom, matrix)
     k4g = k4_per_group(geom, matrix)
@@ -110,8 +126,18 @@ def plan(entry: VariantEntry, layout: Layout, geom: ConvGeometry) -> Im2colPlan:
     work = entry.axes.get("work", {})
     strip = int(work.get("strip", 1)) if isinstance(work, Mapping) else 1
     channel_words = 1 if path in (PATH_BYTES, PATH_WINDOW_BYTES) else geom.Cg4
+    parts = min(max(1, kh_parts), geom.KH) if path in SPLIT_PATHS else 1
     return Im2colPlan(matrix, path, strip, channel_words, row_blocks, image_rows, k4g, row_stride, group_stride,
-                      geom.M if flat else 0, geom.groups)
+                      geom.M if flat else 0, geom.groups, -(-geom.KH // parts), geom.KH)
+
+
+def auto_kh_parts(dev: Device, entry: VariantEntry, layout: Layout, geom: ConvGeometry) -> int:
+    """The kernel-row split a call gets by default: none on a CPU device; on a GPU the fewest parts
+    that bring the dispatch to GPU_MIN_THREADS threads (at most KH)."""
+    if dev.info.device_type == "cpu":
+        return 1
+    threads = plan(entry, layout, geom).threads
+    return min(geom.KH, -(-GPU_MIN_THREADS // max(1, threads)))
 
 
 def spec_for(entry: VariantEntry, layout: Layout, geom: ConvGeometry) -> dict[str, int]:
@@ -131,9 +157,11 @@ def spec_for(entry: VariantEntry, layout: Layout, geom: ConvGeometry) -> dict[st
 
 
 def im2col_step(dev: Device, entry: VariantEntry, layout: Layout, geom: ConvGeometry, x_data: Buffer | np.ndarray,
-                x_zp: int, out: Buffer) -> Step:
-    """The int8 im2col dispatch: x laid out in `layout` -> the entry's matrix format in `out`."""
-    pl = plan(entry, layout, geom)
+                x_zp: int, out: Buffer, kh_parts: int | None = None) -> Step:
+    """The int8 im2col dispatch: x laid out in `layout` -> the entry's matrix format in `out`. The matrix
+    does not depend on `kh_parts` (None: auto_kh_parts), only the thread count does."""
+    parts = auto_kh_parts(dev, entry, layout, geom) if kh_parts is None else kh_parts
+    pl = plan(entry, layout, geom, parts)
     spec = spec_for(entry, layout, geom)
     buffers: dict[str | int, Any] = {0: out, 1: x_data}
     if any(b.binding == 2 for b in entry.bindings):
@@ -144,5 +172,7 @@ def im2col_step(dev: Device, entry: VariantEntry, layout: Layout, geom: ConvGeom
         "matrix": (pl.row_blocks, pl.k4_group, pl.row_stride, pl.group_stride),
         "flat_rows": pl.flat_rows,
         "x_zp": x_zp,
+        "kh_parts": pl.kh_parts,
+        "kh_rows": pl.kh_rows,
     }
     return Step(dev.pipeline(entry, spec), buffers, push, (workgroups(pl.threads, entry.local_size[0]), 1, 1))

@@ -18,6 +18,10 @@ def conv_cases(draw: st.DrawFn, layouts: list[str] | None = None) -> dict[str, A
     """A whole case: shape + quantization + tensor values (+ a layout, when a list is given)."""
     case = {**draw(conv_shapes()), **draw(quant_params()),
             "x_values": draw(value_modes), "w_values": draw(value_modes), "seed": draw(seeds)}
+    # im2col's kernel-row split (a CPU device never picks one itself): absent = the device's choice
+    parts = draw(st.one_of(st.none(), st.integers(1, case["KH"] + 1)))
+    if parts is not None:
+        case["kh_parts"] = parts
     if layouts:
         case["layout"] = draw(st.sampled_from(sorted(layouts)))
     return case

@@ -1,0 +1,114 @@
+"""im2col's kernel-row split (runtime/families/q8ta_conv2d/im2col.py): more threads, the same matrix.
+
+A CPU device never splits by itself, so these force each split on every im2col variant the manifest
+has, through every layout it reads, and compare with the oracle; the property tests draw splits too.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from runtime.core.layouts import Layout
+from runtime.core.manifest import load_manifest
+from runtime.families.q8ta_conv2d import oracle
+from runtime.families.q8ta_conv2d.im2col import (
+    GPU_MIN_THREADS,
+    PATH_WINDOW,
+    PATH_WORDS,
+    SPLIT_PATHS,
+    auto_kh_parts,
+    matrix_of,
+    path_for,
+    plan,
+)
+from runtime.families.q8ta_conv2d.op import run_im2col_q8
+from runtime.oplib.conv import conv_geometry
+
+MANIFEST = load_manifest()
+VARIANTS = sorted(e.name for e in MANIFEST.entries(role="im2col"))
+LAYOUTS = {n: Layout.from_dict(n, MANIFEST.layouts[n]) for n in MANIFEST.layouts}
+
+# (N, C, H, W, groups, KH, KW, stride, padding, dilation): a window-path shape (4W4C, rows on block
+# boundaries), a dilated one (words path), one whose KH is prime and larger than any split drawn, and
+# a grouped one with a stride
+SHAPES = {
+    "5x3_window": (1, 8, 9, 12, 1, 5, 3, 1, (2, 1), 1),
+    "3x3_dilated": (2, 12, 10, 7, 1, 3, 3, 1, 2, (2, 1)),
+    "7x1_tall": (1, 4, 13, 8, 1, 7, 1, (2, 1), (3, 0), 1),
+    "grouped_s2": (1, 16, 11, 11, 2, 3, 3, 2, 1, 1),
+}
+
+
+def _layouts(variant: str) -> list[str]:
+    layout = MANIFEST.variant(variant).axes.get("input_layout", "generic")
+    return sorted(LAYOUTS) if layout == "generic" else [str(layout)]
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_split_writes_the_unsplit_matrix(variant: str, shape: str) -> None:
+    N, C, H, W, G, KH, KW, s, p, d = SHAPES[shape]
+    x = np.random.default_rng(7).integers(-128, 128, size=(N, C, H, W), dtype=np.int8)
+    upstream = matrix_of(MANIFEST.variant(variant)) == "upstream"
+    args = (x, KH, KW, s, p, d, G, -7)
+    if upstream:
+        want, mask = oracle.im2col_upstream(*args), None
+    else:
+        want, mask = oracle.im2col(*args)
+    for layout in _layouts(variant):
+        for parts in (1, 2, 3, KH, KH + 4):
+            got, ran = run_im2col_q8(x, KH, KW, stride=s, padding=p, dilation=d, groups=G, x_zp=-7,
+                                     input_layout=layout, variant=variant, guard=True, kh_parts=parts,
+                                     pad_garbage=np.random.default_rng(parts))
+            assert ran == variant
+            where = f"{variant} reading {layout}, kh_parts={parts}"
+            if mask is None:
+                np.testing.assert_array_equal(got, want, err_msg=where)
+            else:
+                real = np.broadcast_to(mask, want.shape)
+                np.testing.assert_array_equal(got[real], want[real], err_msg=where)
+
+
+def _geometry(C: int, H: int, KH: int, groups: int = 1) -> Any:
+    return conv_geometry((1, C, H, H), (C, C // groups, KH, KH), stride=1, padding=KH // 2, dilation=1,
+                         groups=groups)
+
+
+def test_split_threads_and_rows() -> None:
+    entry = MANIFEST.variant(next(n for n in VARIANTS if "4w4c" in n and "native" in n))
+    geom = _geometry(64, 16, 5)
+    assert path_for(LAYOUTS["4w4c"], geom, "native") == PATH_WINDOW
+    whole = plan(entry, LAYOUTS["4w4c"], geom)
+    assert (whole.kh_parts, whole.kh_rows) == (1, 5)
+    for asked, parts, rows in ((2, 2, 3), (3, 3, 2), (4, 3, 2), (5, 5, 1), (99, 5, 1)):
+        pl = plan(entry, LAYOUTS["4w4c"], geom, asked)
+        assert (pl.kh_parts, pl.kh_rows) == (parts, rows), asked  # no empty part: 4 asked gives 3 of 2 rows
+        assert pl.threads == parts * whole.threads
+
+
+def test_byte_paths_never_split() -> None:
+    entry = MANIFEST.variant(next(n for n in VARIANTS if "generic" in n and "native" in n))
+    geom = _geometry(8, 12, 3)
+    assert path_for(LAYOUTS["contig"], geom, "native") not in SPLIT_PATHS
+    assert plan(entry, LAYOUTS["contig"], geom, 3).kh_parts == 1
+    assert path_for(LAYOUTS["4c1w"], geom, "native") == PATH_WORDS
+    assert plan(entry, LAYOUTS["4c1w"], geom, 3).kh_parts == 3
+
+
+@pytest.mark.parametrize("device_type", ["cpu", "discrete", "integrated"])
+def test_auto_split_fills_a_gpu_only(device_type: str) -> None:
+    dev: Any = SimpleNamespace(info=SimpleNamespace(device_type=device_type))
+    entry = MANIFEST.variant(next(n for n in VARIANTS if "4w4c" in n and "native" in n))
+    small, large = _geometry(512, 16, 3), _geometry(64, 256, 3)
+    layout = LAYOUTS["4w4c"]
+    if device_type == "cpu":
+        assert auto_kh_parts(dev, entry, layout, small) == auto_kh_parts(dev, entry, layout, large) == 1
+        return
+    assert plan(entry, layout, large).threads >= GPU_MIN_THREADS
+    assert auto_kh_parts(dev, entry, layout, large) == 1  # already fills the device
+    assert plan(entry, layout, small).threads < GPU_MIN_THREADS
+    assert auto_kh_parts(dev, entry, layout, small) == 3  # capped at KH
