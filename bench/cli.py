@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from bench import roofline, tune
-from bench.clocks import Spinner
+from bench.clocks import CudaContextHold, Spinner
 from bench.clocks import read as read_clocks
 from bench.kernels import Bench, Row, bench_conv, bench_gemm, bench_im2col, error_status, rates
 from bench.options import Log, load_average, log_stderr, matcher, open_device, settle, warm_up
@@ -52,6 +52,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="comma-separated substrings: keep int8 variants whose name has one (probes always run)")
     p.add_argument("--device", help="device index or name substring (default: $SHADERKIT_DEVICE / first GPU)")
     p.add_argument("--no-peer", action="store_true", help="skip PyTorch even where it is available")
+    p.add_argument("--no-cuda-context", action="store_true",
+                   help="do not hold a CUDA context open during the run (NVIDIA: the SM clock then drops between "
+                        "tiny dispatches; bench/clocks.py)")
     p.add_argument("--no-profiler", action="store_true",
                    help="time the peer's kernels from CUDA graphs instead of torch.profiler")
     p.add_argument("--warm-s", type=float, help="spin the GPU this long before timing (default: the suite's)")
@@ -148,6 +151,8 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None, dev: Device
     start, start_load = time.perf_counter(), load_average()
     deadline = start + args.budget_s if args.budget_s > 0 else math.inf
     warm_s = suite.pacing.warm_s if args.warm_s is None else args.warm_s
+    hold = CudaContextHold(dev, enabled=not args.no_cuda_context)
+    log(f"CUDA context: {hold.note}")
     spinner = Spinner(dev, manifest) if suite.pacing.spin_s > 0 or warm_s > 0 else None
     clocks = warm_up(spinner, warm_s, log)
     roof = roofline.measure(dev, manifest, suite.roofline, args.reps, args.warmup, log)
@@ -179,7 +184,10 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None, dev: Device
                 got = [Row(kind, shape.name, shape.describe(), "(shape)", status=error_status(exc))]
             rows += got
             log(_progress(kind, i, len(chosen), shape, got, time.perf_counter() - t0))
+        if chosen:  # right after the part's last timing: the clock it ran at, before the host's idle time
+            clocks.append(read_clocks(f"after the {kind} part"))
     clocks.append(read_clocks("end of run"))
+    hold.close()
     if spinner is not None:
         spinner.close()
     # a kernel faster than its unit's probe means the probe underestimates the unit: lift the ceiling
@@ -191,6 +199,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None, dev: Device
     out_dir = args.out or RESULTS_DIR / f"{now:%Y-%m-%d}_{slug(dev.info.name)}"
     meta = metadata(dev, args, peer, argv, now)
     meta["clocks"] = clocks
+    meta["cuda_context"] = hold.note
     # a CPU device (lavapipe) shares the host: its numbers mean little while other work loads it
     meta["host_load"] = f"load average {start_load} at the start, {load_average()} at the end"
     meta["elapsed_s"] = round(time.perf_counter() - start, 1)

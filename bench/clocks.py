@@ -5,6 +5,12 @@ probe timed cold ran several times slower; on an H200 the SM clock read 345 MHz 
 after a few seconds of matrix products). The bench therefore spins the device for a while before it
 times anything and reads the clocks before and after that warm-up and at the end, so a reader can
 tell at which clock the numbers were taken. The clocks are read, never set.
+
+On NVIDIA GPUs the driver also lowers the SM clock while a run times tiny dispatches with idle gaps
+between them, unless some process holds a CUDA context: on an H200 the same im2col kernels timed ~3x
+slower with no CUDA context open (the SM clock sampled at 345 MHz through most of that run) than with
+one (1980 MHz throughout). So a run holds one for its whole length where PyTorch with CUDA is
+importable (:class:`CudaContextHold`), and says so in its report.
 """
 
 from __future__ import annotations
@@ -56,6 +62,40 @@ def read(when: str, run: Runner = _run) -> dict[str, Any]:
         lines = (done.stderr or done.stdout).strip().splitlines()
         last = lines[0] if lines else f"exit status {done.returncode}"
     return {"when": when, "error": f"nvidia-smi: {last}"}
+
+
+NVIDIA_VENDOR_ID = 0x10DE
+LOWER = "expect a lower SM clock between tiny dispatches"
+
+
+class CudaContextHold:
+    """A CUDA context held open (one tiny tensor) while a run times an NVIDIA GPU through Vulkan, so the
+    driver keeps its working clock between dispatches; `note` says whether it is held, or why not."""
+
+    def __init__(self, dev: Device, enabled: bool = True) -> None:
+        self._keep: Any = None
+        self.note = self._open(dev, enabled)
+
+    def _open(self, dev: Device, enabled: bool) -> str:
+        if not enabled:
+            return f"not held (--no-cuda-context); {LOWER}"
+        if int(dev.info.vendor_id) != NVIDIA_VENDOR_ID:
+            return "not held (not an NVIDIA device)"
+        try:
+            import torch  # optional: the bench runs without it
+        except Exception as exc:  # ImportError, or a broken install raising anything else
+            return f"not held: PyTorch not importable ({type(exc).__name__}); {LOWER}"
+        try:
+            if not torch.cuda.is_available():
+                return f"not held: torch has no CUDA; {LOWER}"
+            self._keep = torch.zeros(1, device="cuda")
+            torch.cuda.synchronize()
+        except Exception as exc:
+            return f"not held: {type(exc).__name__}: {exc}"
+        return f"held for the whole run (torch {torch.__version__}), which keeps the driver's working clock"
+
+    def close(self) -> None:
+        self._keep = None
 
 
 def summary(reading: dict[str, Any]) -> str:

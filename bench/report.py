@@ -112,6 +112,7 @@ def _header(meta: dict[str, Any]) -> list[str]:
                   f"{meta['reps']} calls after {meta['warmup']} warm-up calls (fewer for slow variants)"],
         ["buffers", meta["buffer_memory"]],
         ["peer", meta["peer"]],
+        *([["CUDA context", meta["cuda_context"]]] if "cuda_context" in meta else []),
         ["host", meta["host"] + (f"; {meta['host_load']}" if meta.get("host_load") else "")],
         ["command", f"`{meta['command']}`"],
     ]

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from bench.clocks import Spinner
+from bench.clocks import CudaContextHold, Spinner
 from bench.clocks import read as read_clocks
 from bench.clocks import summary as clock_summary
 from bench.kernels import CONV_LAYOUT, SENTINEL, Bench, ConvRig, error_status, picks
@@ -335,11 +335,14 @@ def main(argv: Sequence[str] | None = None, dev: Device | None = None) -> int:
     manifest = load_manifest()
     start = time.perf_counter()
     deadline = start + args.budget_s if args.budget_s > 0 else math.inf
+    hold = CudaContextHold(dev)  # the clock the choices are measured at (bench/clocks.py)
+    log(f"CUDA context: {hold.note}")
     spinner = Spinner(dev, manifest) if suite.pacing.spin_s > 0 or (args.warm_s or 0) > 0 else None
     clocks = warm_up(spinner, suite.pacing.warm_s if args.warm_s is None else args.warm_s, log)
     results = tune(dev, manifest, suite, args.reps, args.warmup, log, matcher(args.shapes), deadline, spinner,
                    args.batches)
     clocks.append(read_clocks("end"))
+    hold.close()
     if spinner is not None:
         spinner.close()
     key = tuning.CacheKey.of(dev, manifest)

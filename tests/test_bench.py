@@ -271,6 +271,24 @@ def test_clock_readings() -> None:
     assert broken["error"] == "nvidia-smi: NVIDIA-SMI has failed" and clocks.summary(broken).startswith("n/a")
 
 
+def test_cuda_context_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Held only on an NVIDIA device with a CUDA-capable torch; every other case says why not."""
+    nvidia, other = NS(info=NS(vendor_id=0x10DE)), NS(info=NS(vendor_id=0x10005))
+    assert "not an NVIDIA device" in clocks.CudaContextHold(other).note  # type: ignore[arg-type]
+    assert "--no-cuda-context" in clocks.CudaContextHold(nvidia, enabled=False).note  # type: ignore[arg-type]
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    assert "PyTorch not importable" in clocks.CudaContextHold(nvidia).note  # type: ignore[arg-type]
+    made: list[Any] = []
+    cuda = NS(is_available=lambda: True, synchronize=lambda: None)
+    fake = NS(__version__="9.9", cuda=cuda, zeros=lambda n, device: made.append((n, device)) or "tensor")
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    hold = clocks.CudaContextHold(nvidia)  # type: ignore[arg-type]
+    assert made == [(1, "cuda")] and hold.note.startswith("held") and "9.9" in hold.note
+    hold.close()
+    cuda.is_available = lambda: False
+    assert "torch has no CUDA" in clocks.CudaContextHold(nvidia).note  # type: ignore[arg-type]
+
+
 # -- the peer, on a fake PyTorch ----------------------------------------------------------------------------
 
 
