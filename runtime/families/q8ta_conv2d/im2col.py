@@ -132,12 +132,23 @@ def plan(entry: VariantEntry, layout: Layout, geom: ConvGeometry, kh_parts: int 
 
 
 def auto_kh_parts(dev: Device, entry: VariantEntry, layout: Layout, geom: ConvGeometry) -> int:
-    """The kernel-row split a call gets by default: none on a CPU device; on a GPU the fewest parts
-    that bring the dispatch to GPU_MIN_THREADS threads (at most KH)."""
+    """The kernel-row split a call gets by default: none on a CPU device. On a GPU (measured on an H200,
+    bench/results/2026-12-03_nvidia-h200/im2col_kh_split/):
+
+    - the fewest parts that bring the dispatch to GPU_MIN_THREADS threads (3x3 layers of 256-896
+      channels and a 5x5/2 one: 1.04-1.65x faster; the RGB 7x7/2 stem at batch 16: 0.94x);
+    - a row per part for grouped convs whose groups are one channel word (depthwise): a thread's stores
+      of a row block are one run of KH*KW blocks, far from its neighbours', and a row per part made the
+      144-group 112x112 im2col 2.0-3.1x faster although the dispatch already filled the device.
+
+    At most KH. Splits inside a kernel row were slower than a row per thread on every shape tried
+    (experiments/im2col_tap_split/), so the unit is a row."""
     if dev.info.device_type == "cpu":
         return 1
-    threads = plan(entry, layout, geom).threads
-    return min(geom.KH, -(-GPU_MIN_THREADS // max(1, threads)))
+    whole = plan(entry, layout, geom)
+    if whole.channel_words == 1 and geom.groups > 1:
+        return geom.KH
+    return min(geom.KH, -(-GPU_MIN_THREADS // max(1, whole.threads)))
 
 
 def spec_for(entry: VariantEntry, layout: Layout, geom: ConvGeometry) -> dict[str, int]:

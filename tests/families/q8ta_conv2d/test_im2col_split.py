@@ -107,8 +107,13 @@ def test_auto_split_fills_a_gpu_only(device_type: str) -> None:
     layout = LAYOUTS["4w4c"]
     if device_type == "cpu":
         assert auto_kh_parts(dev, entry, layout, small) == auto_kh_parts(dev, entry, layout, large) == 1
+        assert auto_kh_parts(dev, entry, layout, _geometry(144, 112, 3, groups=144)) == 1
         return
     assert plan(entry, layout, large).threads >= GPU_MIN_THREADS
     assert auto_kh_parts(dev, entry, layout, large) == 1  # already fills the device
     assert plan(entry, layout, small).threads < GPU_MIN_THREADS
     assert auto_kh_parts(dev, entry, layout, small) == 3  # capped at KH
+    # depthwise: threads enough already, but one channel word each: a kernel row per part
+    depthwise = _geometry(144, 112, 3, groups=144)
+    assert plan(entry, layout, depthwise).threads >= GPU_MIN_THREADS
+    assert auto_kh_parts(dev, entry, layout, depthwise) == 3
