@@ -128,13 +128,17 @@ def classes_of(case: dict[str, Any], block_m: int = 0) -> tuple[str, ...]:
     return tuple(k for k in _CLASSES if in_class(k, facts, block_m))
 
 
+def accepted_layouts(entry: VariantEntry, manifest: Manifest, axis: str = "input_layout") -> list[str]:
+    """The layouts a variant reads (its `axis`): every layout of the manifest where the axis is `generic`
+    or absent (a variant that reads whatever comes, e.g. a GEMM over the im2col matrix), else the one it is
+    specialized for."""
+    layout = entry.axes.get(axis)
+    return sorted(manifest.layouts) if layout in (None, "generic") else [str(layout)]
+
+
 def input_layouts(entry: VariantEntry, manifest: Manifest) -> list[str] | None:
-    """The input layouts a variant reads: every layout of the manifest for `generic`, its own for a
-    specialized one, None for a variant with no `input_layout` axis."""
-    if "input_layout" not in entry.axes:
-        return None
-    layout = entry.axes["input_layout"]
-    return sorted(manifest.layouts) if layout == "generic" else [str(layout)]
+    """:func:`accepted_layouts`, but None for a variant with no `input_layout` axis."""
+    return accepted_layouts(entry, manifest) if "input_layout" in entry.axes else None
 
 
 def _member(layout: str | None, klass: str, block_m: int, facts: Callable[[dict[str, Any]], ConvFacts],

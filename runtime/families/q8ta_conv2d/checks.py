@@ -15,7 +15,7 @@ import numpy as np
 from runtime.core.device import Device
 from runtime.core.manifest import Manifest, VariantEntry, load_manifest
 from runtime.core.registry import Level, VerificationError
-from runtime.oplib.cells import CONV_CLASSES, GEMM_CLASSES, by_axis, classes_of, conv_cells
+from runtime.oplib.cells import CONV_CLASSES, GEMM_CLASSES, accepted_layouts, by_axis, classes_of, conv_cells
 from runtime.oplib.q8_checks import calibrated_quant, relu_magnitude, requant_mismatch, scales_and_bias, small_operands
 from runtime.oplib.q8_checks import first_mismatch as _first_mismatch
 from runtime.oplib.q8_checks import int8_values as _values
@@ -185,12 +185,6 @@ def _raise_if(level: str, name: str, problem: str | None) -> None:
 
 # --- what the generic property tests draw ----------------------------------------------------------
 
-
-def accepted_layouts(entry: VariantEntry, manifest: Manifest) -> list[str]:
-    """The input layouts a variant reads: all of them for a generic im2col (and for a GEMM, which
-    reads the im2col matrix whatever the input was), else the one it is specialized for."""
-    layout = entry.axes.get("input_layout")
-    return sorted(manifest.layouts) if layout in (None, "generic") else [str(layout)]
 
 
 def _cases(entry: VariantEntry, manifest: Manifest) -> Any:

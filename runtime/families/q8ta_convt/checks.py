@@ -17,7 +17,7 @@ import numpy as np
 from runtime.core.device import Device
 from runtime.core.manifest import Manifest, VariantEntry, load_manifest
 from runtime.core.registry import Level, VerificationError
-from runtime.oplib.cells import CONV_CLASSES, conv_cells
+from runtime.oplib.cells import CONV_CLASSES, accepted_layouts, conv_cells
 from runtime.oplib.q8_checks import (
     calibrated_quant,
     first_mismatch,
@@ -92,11 +92,6 @@ def check_convt(variant: str, case: dict[str, Any], device: Device | None) -> No
     _raise_if(run.variant, "requantized output",
               requant_mismatch(run.output, want, scaled, magnitude, inp.quant["out_zp"]))
 
-
-def accepted_layouts(entry: VariantEntry, manifest: Manifest) -> list[str]:
-    """Every layout for a generic variant, else the one it is specialized for."""
-    layout = entry.axes.get("input_layout")
-    return sorted(manifest.layouts) if layout in (None, "generic") else [str(layout)]
 
 
 def _cases(entry: VariantEntry, manifest: Manifest) -> Any:

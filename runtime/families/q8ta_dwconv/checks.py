@@ -16,7 +16,7 @@ import numpy as np
 from runtime.core.device import Device
 from runtime.core.manifest import Manifest, VariantEntry, load_manifest
 from runtime.core.registry import Level, VerificationError
-from runtime.oplib.cells import classes_of, conv_cells
+from runtime.oplib.cells import accepted_layouts, classes_of, conv_cells
 from runtime.oplib.q8_checks import (
     calibrated_quant,
     first_mismatch,
@@ -91,11 +91,6 @@ def _raise_if(variant: str, what: str, problem: str | None) -> None:
 
 # --- what the generic property tests draw ----------------------------------------------------------
 
-
-def accepted_layouts(entry: VariantEntry, manifest: Manifest) -> list[str]:
-    """The input layouts a variant reads: every layout of the manifest for `generic`, else its own."""
-    layout = entry.axes.get("input_layout")
-    return sorted(manifest.layouts) if layout in (None, "generic") else [str(layout)]
 
 
 def _cases(entry: VariantEntry, manifest: Manifest) -> Any:

@@ -21,6 +21,7 @@ from runtime.core.device import Device
 from runtime.core.manifest import Manifest, VariantEntry, load_manifest
 from runtime.core.packed import Packed, pack
 from runtime.core.registry import Level, VerificationError
+from runtime.oplib import cells
 
 from . import oracle
 from .op import DEQUANTIZE, PLAIN, QUANTIZE, run_dequantize, run_quantize
@@ -247,9 +248,8 @@ def check_roundtrip(variant: str, case: dict[str, Any], device: Device | None) -
 
 
 def accepted_layouts(entry: VariantEntry, manifest: Manifest) -> list[str]:
-    """Every layout for a generic variant, else the one it is specialized for."""
-    layout = entry.axes.get("layout")
-    return sorted(manifest.layouts) if layout == "generic" else [str(layout)]
+    """Every layout for a generic variant, else the one it is specialized for (axis `layout`)."""
+    return cells.accepted_layouts(entry, manifest, "layout")
 
 
 def _quants(entry: VariantEntry) -> list[str]:
