@@ -130,16 +130,17 @@ def relu_magnitude(pre: np.ndarray, magnitude: np.ndarray, activation: str) -> n
     return np.where(np.asarray(pre) < -TIE_BAND * np.asarray(magnitude), 0.0, magnitude)
 
 
-def requant_reference(
-    reference: Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]], quant: Mapping[str, Any]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(want, scaled, magnitude) of an oracle `reference(**quant)` for :func:`requant_mismatch`; with relu,
-    the magnitude of outputs relu sends to exactly 0 is 0 (:func:`relu_magnitude`: no tie allowance)."""
+def requant_problem(
+    got: np.ndarray, reference: Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]], quant: Mapping[str, Any]
+) -> str | None:
+    """:func:`requant_mismatch` of an op's output against its oracle `reference(**quant)` (returning want,
+    scaled, magnitude): with relu, no tie allowance where relu makes the output exactly 0
+    (:func:`relu_magnitude`), and none where the int8 clamp after + out_zp hides the tie."""
     want, scaled, magnitude = reference(**quant)
     if quant["activation"] == "relu":
         _, pre, _ = reference(**dict(quant, activation="none"))
         magnitude = relu_magnitude(pre, magnitude, "relu")
-    return want, scaled, magnitude
+    return requant_mismatch(got, want, scaled, magnitude, quant["out_zp"])
 
 
 def requant_mismatch(
