@@ -162,6 +162,20 @@ def requant_mismatch(
     return f"{problem}; +-1 is allowed only within {TIE_BAND:.3g} * magnitude of a rounding tie ({int(tol.sum())} such)"
 
 
+def accumulator_problem(
+    run: Callable[..., Any], acc: Callable[[np.ndarray, np.ndarray], np.ndarray], x: np.ndarray,
+    weight: np.ndarray, x_zp: int, rng: np.random.Generator, scale_dtype: Any,
+) -> str | None:
+    """Exact accumulators through identity requantization: an op `run(x, weight, w_scales, bias, **quant)`
+    (returning a result with `.output`) on :func:`small_operands` of x and weight, with unit scales, no
+    bias and out_zp 0, against the oracle's accumulators `acc(xs, ws)` clipped to int8; None when equal,
+    else what and where."""
+    xs, ws = small_operands(x, weight, x_zp, rng)
+    ones = np.ones(ws.shape[0], scale_dtype)
+    got = run(xs, ws, ones, None, x_scale=1.0, x_zp=x_zp, out_scale=1.0, out_zp=0).output
+    return first_mismatch(got, np.clip(acc(xs, ws), -128, 127), 0)
+
+
 def small_operands(
     x: np.ndarray, weight: np.ndarray, x_zp: int, rng: np.random.Generator, max_terms: int = 42
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -15,22 +15,24 @@ def dot_peak_reference(seeds: np.ndarray, tile: tuple[int, int], threads: int, i
     With (rows, cols) = tile and n = rows*cols: acc[r][c] starts at seeds[r*cols + c] ^ thread,
     a[r] = seeds[n + r] ^ thread, b[c] = seeds[n + rows + c]. Each step adds the dot product of the
     signed bytes of a[r] and b[c] to acc[r][c], saturating (OpSDotAccSat) or wrapping (OpSDot + add,
-    the integer fallback), then rotates a by one; the result is the XOR of the final accumulators.
+    the integer fallback), then adds 0x01010101 to every a word (int32, wrapping); the result is the XOR
+    of the final accumulators.
     """
     rows, cols = tile
     n = rows * cols
     seeds = np.asarray(seeds, dtype=np.int32)
     tid = np.arange(first, first + threads, dtype=np.int32)[:, None]
     acc = (seeds[None, :n] ^ tid).astype(np.int64).reshape(threads, rows, cols)
-    a = (seeds[None, n : n + rows] ^ tid).view(np.int8).reshape(threads, rows, 4).astype(np.int64)
+    a_words = (seeds[None, n : n + rows] ^ tid).astype(np.int64)
     b = seeds[n + rows : n + rows + cols].view(np.int8).reshape(cols, 4).astype(np.int64)
     for _ in range(iters):
+        a = a_words.astype(np.int32).view(np.int8).reshape(threads, rows, 4).astype(np.int64)
         total = acc + np.einsum("trk,ck->trc", a, b)
         if saturate:
             acc = np.clip(total, INT32_MIN, INT32_MAX)
         else:
             acc = (total + 2**31) % 2**32 - 2**31  # two's complement wrap-around
-        a = np.roll(a, -1, axis=1)
+        a_words = (a_words + 0x01010101 + 2**31) % 2**32 - 2**31
     return np.bitwise_xor.reduce(acc.reshape(threads, n).astype(np.int32), axis=1)
 
 
