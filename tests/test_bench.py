@@ -234,12 +234,12 @@ def test_every_variant_has_its_units_peak() -> None:
 
 def test_a_kernel_beating_its_probe_lifts_the_ceiling() -> None:
     roof = Roofline(peaks={"packed-dot": 60.0, "tensor": 500.0, "copy": 3000.0},
-                    sources={"packed-dot": "bench_dot_peak_sdot_t8x8_wg64", "tensor": "p", "copy": "c"})
+                    sources={"packed-dot": "bench_dot_peak_sdot_t4x16_wg64", "tensor": "p", "copy": "c"})
     moved = raise_to_kernels(roof, [("packed-dot", "gemm_sdot_stage", 88.0), ("packed-dot", "gemm_slow", 30.0),
                                     ("tensor", "coop", 180.0), ("int-alu", "int", 5.0)])
     assert moved == ["packed-dot"]
     assert roof.peak("packed-dot") == 88.0 and roof.sources["packed-dot"] == "gemm_sdot_stage"
-    assert "bench_dot_peak_sdot_t8x8_wg64" in roof.raised["packed-dot"] and "60" in roof.raised["packed-dot"]
+    assert "bench_dot_peak_sdot_t4x16_wg64" in roof.raised["packed-dot"] and "60" in roof.raised["packed-dot"]
     assert roof.peak("tensor") == 500.0 and "tensor" not in roof.raised
     assert roof.peak("int-alu") is None  # no probe, no ceiling: nothing is invented
     assert roof.attainable_tops(1e12, 1e9, "tensor") == pytest.approx(min(500.0, 1e3 * 3000e9 / 1e12))
