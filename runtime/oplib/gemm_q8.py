@@ -25,9 +25,6 @@ from runtime.oplib.variants import forced_variant, runnable
 
 # workgroups below which a GEMM is assumed not to fill a GPU (an H100 has 132 SMs; lavapipe a few threads)
 FILL_WORKGROUPS = 128
-# outputs per workgroup past which a bigger block is not assumed to be faster (fewer workgroups fit a
-# compute unit; `python -m bench tune` measures which is)
-BIG_BLOCK = 128 * 128
 
 
 @dataclass(frozen=True)
@@ -86,12 +83,13 @@ def gemm_accepts(matrix: str | tuple[str, ...], scale_dtype: str) -> Callable[[M
 
 def gemm_entry(
     manifest: Manifest, device: Device, OCg: int, M: int, scale_dtype: str, forced: str | None,
-    *, arg: str = "gemm_variant", matrix: str | tuple[str, ...] | None = None,
+    *, arg: str = "gemm_variant", matrix: str | tuple[str, ...] | None = None, K4: int | None = None,
 ) -> VariantEntry:
     """The GEMM variant for an (M x OCg) output with scales stored as `scale_dtype`, reading an A matrix of
     format `matrix` (runtime/oplib/gemm_formats.py); `forced` names one (the op's argument `arg`, which
     errors about it name). With `matrix` None the pick reads the native format and a forced variant may
-    read either (a one-group matrix of M rows is the same bytes in both: see gemm_step)."""
+    read either (a one-group matrix of M rows is the same bytes in both: see gemm_step). With `K4` (k-words
+of the reduction) the pick also avoids K steps that pad K."""
     if forced is not None:
         return forced_variant(manifest, device, forced, arg, role="gemm",
                               accepts=lambda axes: None if matrix is None else reads_matrix(axes, matrix))
@@ -107,17 +105,21 @@ def gemm_entry(
         # a GEMM too small to give every compute unit a workgroup wants smaller blocks (more of them);
         # one that fills the device wants the largest blocks (most operand reuse)
         blocks = -(-M // bm) * -(-OCg // bn)
-        fill = -blocks if blocks < FILL_WORKGROUPS else -min(bm * bn, BIG_BLOCK)
-        # then, for big blocks filling the device, the deeper pipeline (q8ta_gemm_coopmat_pipe: shared
-        # stages, k per step); else the shallowest: the variants the bench measured best on small GEMMs
-        # before the pipelined ones existed (bench/results), until `bench tune` says otherwise
-        depth = (axes.get("stages", {}).get("s", 0), axes.get("kstep", {}).get("k", 0))
-        big = blocks >= FILL_WORKGROUPS and bm * bn >= BIG_BLOCK
-        pipeline = (-depth[0], -depth[1]) if big else depth
+        fills = blocks >= FILL_WORKGROUPS
+        # the pipelined variants (a `kstep` axis: shared stages, register prefetch) first, then the block,
+        # then the deepest K step in the fewest stages: on an H200 the pipelined tensor-core and
+        # packed-dot GEMMs were the fastest of their kind on every GEMM shape of the bench, the largest
+        # block that fills the GPU the fastest of those, and K step 64 in one stage 1.2-1.5x faster than
+        # 32 in two (bench/results/2026-12-03_nvidia-h200/bench_gemm_im2col.md), until `bench tune` says
+        # otherwise for a device
+        kstep, stages = axes.get("kstep", {}).get("k", 0), axes.get("stages", {}).get("s", 0)
+        # k computed per k wanted, in tenths, where K is known: a deep K step only where it divides K
+        kw = max(kstep // 4, 1)
+        k_padded = round(10 * (-(-K4 // kw) * kw) / K4) if K4 else 10
         # (a float32 variant serves float16 scales: among equally fast variants the scales' own dtype first)
         return ("coop" not in axes, axes.get("dot") not in ("dot", "sdot"), axes.get("dot") != "sdot",
-                axes.get("dtype") != scale_dtype, padded, blocks < FILL_WORKGROUPS, fill, *pipeline,
-                not axes.get("stage", False), axes.get("wg", {}).get("x", 0))
+                padded, "kstep" not in axes, not fills, -(bm * bn) if fills else -blocks, k_padded, -kstep,
+                stages, axes.get("dtype") != scale_dtype, not axes.get("stage", False), axes.get("wg", {}).get("x", 0))
 
     return pick(runnable(manifest, device, "gemm"), role="gemm", accepts=gemm_accepts(matrix, scale_dtype),
                 preference=preference, supports=device.supports, what=f"scale dtype {scale_dtype}, {matrix} matrix")

@@ -155,7 +155,7 @@ def _gemm_entry(
         tuned = _tuned(manifest, device, "gemm", shape, gemm_accepts(matrix, scale_dtype))
         if tuned is not None:
             return tuned
-    return gemm_entry(manifest, device, OCg, M, scale_dtype, forced, matrix=matrix)
+    return gemm_entry(manifest, device, OCg, M, scale_dtype, forced, matrix=matrix, K4=K4)
 
 
 def gemm_geometry(geom: ConvGeometry, matrix: str = "native") -> GemmGeometry:

@@ -63,7 +63,7 @@ def run_linear_q8(
                        activation=activation)
     manifest = load_manifest()
     dev = device_of(device)
-    entry = gemm_entry(manifest, dev, geom.OCg, geom.M, scale_dtype(rq), variant, arg="variant")
+    entry = gemm_entry(manifest, dev, geom.OCg, geom.M, scale_dtype(rq), variant, arg="variant", K4=geom.K4)
     check_storage(manifest, entry, rq)
     check_limits(dev, {"x": geom.a_bytes, "weight": 4 * geom.K4 * geom.OCg, "output": geom.out_bytes})
     a_words = pack_matrix_4w4c(padded_k(x, geom.K4, rq.x_zp)[None])

@@ -211,11 +211,42 @@ def _tensor_core_gpu() -> Any:
     return SimpleNamespace(info=info, supports=lambda features: [])
 
 
-@pytest.mark.parametrize(("M", "OCg", "family"), [
-    (2048, 2048, "q8ta_gemm_coopmat_pipe"), (8192, 8192, "q8ta_gemm_coopmat_pipe"),
-    # too small to fill the GPU: the variants measured on it before (bench/results) keep serving
-    (49, 512, "q8ta_gemm_coopmat"), (196, 256, "q8ta_gemm_coopmat"), (3136, 64, "q8ta_gemm_coopmat"),
-])
-def test_heuristic_on_a_tensor_core_gpu(M: int, OCg: int, family: str) -> None:
-    entry = gemm_entry(MANIFEST, _tensor_core_gpu(), OCg, M, "float32", None)
-    assert entry.family == family and not emulated(entry.axes), entry.name
+@pytest.mark.parametrize(("M", "OCg", "K4"), [(2048, 2048, 512), (8192, 8192, 2048), (4096, 2048, 256)])
+def test_heuristic_on_a_tensor_core_gpu_big(M: int, OCg: int, K4: int) -> None:
+    """A GEMM that fills the GPU with the largest blocks gets them, K step 64 in one stage: the fastest
+    on every such shape of the H200's bench (bench/results/2026-12-03_nvidia-h200/bench_gemm_im2col.md)."""
+    entry = gemm_entry(MANIFEST, _tensor_core_gpu(), OCg, M, "float32", None, K4=K4)
+    block = entry.declared["DISPATCH_BLOCK_M"] * entry.declared["DISPATCH_BLOCK_N"]
+    assert entry.family == "q8ta_gemm_coopmat_pipe", entry.name
+    assert (block, entry.axes["kstep"]["k"], entry.axes["stages"]["s"]) == (128 * 256, 64, 1), entry.name
+
+
+@pytest.mark.parametrize(("M", "OCg", "K4"), [(49, 512, 1152), (196, 256, 576), (3136, 64, 144), (256, 256, 64)])
+def test_heuristic_on_a_tensor_core_gpu_small(M: int, OCg: int, K4: int) -> None:
+    """Too small to fill the GPU: still the pipelined GEMM (the fastest on every small shape of that bench),
+    in blocks small enough to spread, never an emulated twin."""
+    entry = gemm_entry(MANIFEST, _tensor_core_gpu(), OCg, M, "float32", None, K4=K4)
+    assert entry.family == "q8ta_gemm_coopmat_pipe" and not emulated(entry.axes), entry.name
+    assert entry.declared["DISPATCH_BLOCK_M"] * entry.declared["DISPATCH_BLOCK_N"] <= 64 * 64, entry.name
+
+
+def test_heuristic_avoids_a_k_step_that_pads_k() -> None:
+    """K4 144 (K 576): K step 64 divides it, 128 would compute 11 % zeros; 1152 takes the deeper step."""
+    picks = {K4: gemm_entry(MANIFEST, _tensor_core_gpu(), 256, 3136, "float32", None, K4=K4) for K4 in (144, 1152)}
+    assert picks[144].axes["kstep"]["k"] == 64 and picks[1152].axes["kstep"]["k"] == 128, picks
+
+
+def _packed_dot_gpu() -> Any:
+    """A GPU with packed int8 dot products and no cooperative matrices (every other feature)."""
+    info = SimpleNamespace(name="packed-dot GPU", subgroup_size=32, cooperative_matrix=[],
+                           limits={"maxComputeSharedMemorySize": 49152})
+    return SimpleNamespace(info=info, supports=lambda features: [f for f in features if "ooperative" in f])
+
+
+@pytest.mark.parametrize(("M", "OCg", "K4"), [(512, 512, 128), (4096, 4096, 1024), (3136, 256, 144), (49, 512, 1152)])
+@pytest.mark.parametrize("scale_dtype", ["float32", "float16"])
+def test_heuristic_on_a_packed_dot_gpu(M: int, OCg: int, K4: int, scale_dtype: str) -> None:
+    """Without tensor cores the pipelined packed-dot GEMM, 1.1-1.7x the staged one on an H200, whatever
+    the scales' dtype (its float32 scales serve float16 ones)."""
+    entry = gemm_entry(MANIFEST, _packed_dot_gpu(), OCg, M, scale_dtype, None, K4=K4)
+    assert entry.family == "q8ta_gemm_dot_pipe", entry.name
