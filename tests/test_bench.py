@@ -534,3 +534,40 @@ def test_warm_up_spins_the_heaviest_probe_that_runs_here() -> None:
         assert len(warm_up(spinner, 0.0, logged.append)) == 1  # no warm-up asked: one reading, no spin
     finally:
         spinner.close()
+
+
+# --- bench.heuristic: the GEMM heuristic against a run's measurements --------------------------------------
+
+
+def _gemm_row(shape: str, desc: str, variant: str, tops: float) -> dict[str, Any]:
+    return {"kind": "gemm", "shape": shape, "desc": desc, "variant": variant, "tops": tops}
+
+
+def test_heuristic_check_scores_the_pick_against_the_fastest_timed() -> None:
+    from bench import heuristic
+    from runtime.core.manifest import load_manifest
+
+    manifest = load_manifest()
+    names = sorted(manifest.variants)
+    pipe = next(n for n in names if n.startswith("q8ta_gemm_dot_pipe_") and "bm128bn64" in n and n.endswith("_s1"))
+    staged = next(n for n in names if n.startswith("q8ta_gemm_float32_sdot_t8x8_wg128_stage_native"))
+    emulated = next(n for n in names if n.startswith("q8ta_gemm_coopmat_pipe_float32_emulated"))
+    rows = [_gemm_row("gemm.big", "M4096 K4096 N4096", pipe, 90.0),
+            _gemm_row("gemm.big", "M4096 K4096 N4096", staged, 120.0),  # faster: the pick scores 75 %
+            _gemm_row("gemm.big", "M4096 K4096 N4096", emulated, 1000.0),  # never a candidate
+            _gemm_row("gemm.odd", "no sizes here", pipe, 1.0)]  # skipped
+    found = heuristic.verdicts({"rows": rows}, manifest)
+    assert [(v.shape, v.pick, v.best) for v in found] == [("gemm.big", pipe, staged)]
+    assert found[0].share == pytest.approx(0.75)
+    text = heuristic.report("t", found)
+    assert "75.0 %" in text and "1 shapes" in text
+
+
+def test_heuristic_check_names_an_unreadable_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import heuristic
+
+    bad = tmp_path / "results.json"
+    bad.write_text("{not json")
+    with pytest.raises(SystemExit):
+        heuristic.main([str(bad)])
+    assert str(bad) in capsys.readouterr().err

@@ -81,19 +81,12 @@ def gemm_accepts(matrix: str | tuple[str, ...], scale_dtype: str) -> Callable[[M
     return lambda axes: not_emulated(axes) or reads_matrix(axes, matrix) or scale_reason(axes, scale_dtype)
 
 
-def gemm_entry(
-    manifest: Manifest, device: Device, OCg: int, M: int, scale_dtype: str, forced: str | None,
-    *, arg: str = "gemm_variant", matrix: str | tuple[str, ...] | None = None, K4: int | None = None,
-) -> VariantEntry:
-    """The GEMM variant for an (M x OCg) output with scales stored as `scale_dtype`, reading an A matrix of
-    format `matrix` (runtime/oplib/gemm_formats.py); `forced` names one (the op's argument `arg`, which
-    errors about it name). With `matrix` None the pick reads the native format and a forced variant may
-    read either (a one-group matrix of M rows is the same bytes in both: see gemm_step). With `K4` (k-words
-of the reduction) the pick also avoids K steps that pad K."""
-    if forced is not None:
-        return forced_variant(manifest, device, forced, arg, role="gemm",
-                              accepts=lambda axes: None if matrix is None else reads_matrix(axes, matrix))
-    matrix = matrix or "native"
+def gemm_preference(
+    M: int, OCg: int, scale_dtype: str, K4: int | None = None,
+) -> Callable[[VariantEntry], tuple[Any, ...]]:
+    """The heuristic's order of GEMM variants for an (M x OCg) output with scales of `scale_dtype` (and, where
+    known, K4 k-words of reduction): sort by it, the first is the pick (`python -m bench.heuristic` checks
+    it against a bench run's measurements)."""
 
     def preference(entry: VariantEntry) -> tuple[Any, ...]:
         axes = entry.axes
@@ -121,8 +114,25 @@ of the reduction) the pick also avoids K steps that pad K."""
                 padded, "kstep" not in axes, not fills, -(bm * bn) if fills else -blocks, k_padded, -kstep,
                 stages, axes.get("dtype") != scale_dtype, not axes.get("stage", False), axes.get("wg", {}).get("x", 0))
 
+    return preference
+
+
+def gemm_entry(
+    manifest: Manifest, device: Device, OCg: int, M: int, scale_dtype: str, forced: str | None,
+    *, arg: str = "gemm_variant", matrix: str | tuple[str, ...] | None = None, K4: int | None = None,
+) -> VariantEntry:
+    """The GEMM variant for an (M x OCg) output with scales stored as `scale_dtype`, reading an A matrix of
+    format `matrix` (runtime/oplib/gemm_formats.py); `forced` names one (the op's argument `arg`, which
+    errors about it name). With `matrix` None the pick reads the native format and a forced variant may
+    read either (a one-group matrix of M rows is the same bytes in both: see gemm_step). With `K4` (k-words
+    of the reduction) the pick also avoids K steps that pad K (:func:`gemm_preference`)."""
+    if forced is not None:
+        return forced_variant(manifest, device, forced, arg, role="gemm",
+                              accepts=lambda axes: None if matrix is None else reads_matrix(axes, matrix))
+    matrix = matrix or "native"
     return pick(runnable(manifest, device, "gemm"), role="gemm", accepts=gemm_accepts(matrix, scale_dtype),
-                preference=preference, supports=device.supports, what=f"scale dtype {scale_dtype}, {matrix} matrix")
+                preference=gemm_preference(M, OCg, scale_dtype, K4), supports=device.supports,
+                what=f"scale dtype {scale_dtype}, {matrix} matrix")
 
 
 def gemm_step(
