@@ -95,23 +95,23 @@ def gemm_preference(
         # outputs computed (whole workgroup blocks) per output wanted, in tenths: a big block only
         # wins where the GEMM fills it
         padded = round(10 * (-(-M // bm) * bm) * (-(-OCg // bn) * bn) / (M * OCg))
-        # a GEMM too small to give every compute unit a workgroup wants smaller blocks (more of them);
-        # one that fills the device wants the largest blocks (most operand reuse)
+        # a block's estimated time: waves of FILL_WORKGROUPS workgroups x sqrt(block area) (a block's work
+        # grows with its area, its operand reuse with its side), so the largest block that keeps the waves
+        # few: one that fills the device with big blocks, a small one where big blocks would leave it idle
         blocks = -(-M // bm) * -(-OCg // bn)
-        fills = blocks >= FILL_WORKGROUPS
-        # the pipelined variants (a `kstep` axis: shared stages, register prefetch) first, then the block,
-        # then the deepest K step in the fewest stages: on an H200 the pipelined tensor-core and
-        # packed-dot GEMMs were the fastest of their kind on every GEMM shape of the bench, the largest
-        # block that fills the GPU the fastest of those, and K step 64 in one stage 1.2-1.5x faster than
-        # 32 in two (bench/results/2026-12-03_nvidia-h200/bench_gemm_im2col.md), until `bench tune` says
-        # otherwise for a device
+        estimate = round(-(-blocks // FILL_WORKGROUPS) * (bm * bn) ** 0.5)
+        # the pipelined variants (a `kstep` axis: shared stages, register prefetch) first, then that
+        # estimate, then the deepest K step in the fewest stages: on an H200 the pipelined tensor-core and
+        # packed-dot GEMMs were the fastest of their kind on every GEMM shape of the bench, and K step 64 in
+        # one stage 1.2-1.5x faster than 32 in two (bench/results/2026-12-03_nvidia-h200/bench_gemm_im2col.md;
+        # `python -m bench.heuristic` scores the order against a run), until `bench tune` says otherwise
         kstep, stages = axes.get("kstep", {}).get("k", 0), axes.get("stages", {}).get("s", 0)
         # k computed per k wanted, in tenths, where K is known: a deep K step only where it divides K
         kw = max(kstep // 4, 1)
         k_padded = round(10 * (-(-K4 // kw) * kw) / K4) if K4 else 10
         # (a float32 variant serves float16 scales: among equally fast variants the scales' own dtype first)
         return ("coop" not in axes, axes.get("dot") not in ("dot", "sdot"), axes.get("dot") != "sdot",
-                padded, "kstep" not in axes, not fills, -(bm * bn) if fills else -blocks, k_padded, -kstep,
+                padded, "kstep" not in axes, estimate, k_padded, -kstep,
                 stages, axes.get("dtype") != scale_dtype, not axes.get("stage", False), axes.get("wg", {}).get("x", 0))
 
     return preference

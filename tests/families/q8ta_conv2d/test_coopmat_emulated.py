@@ -230,6 +230,13 @@ def test_heuristic_on_a_tensor_core_gpu_small(M: int, OCg: int, K4: int) -> None
     assert entry.declared["DISPATCH_BLOCK_M"] * entry.declared["DISPATCH_BLOCK_N"] <= 64 * 64, entry.name
 
 
+def test_heuristic_prefers_one_wave_of_bigger_blocks() -> None:
+    """ResNet-50's res3 1x1/2 projection (M 784, N 512): 104 blocks of 64 x 64 (one wave on an H200) ran
+    12.7 us, 208 of 64 x 32 (two waves) 18.1 us (bench/results/2026-12-03_nvidia-h200)."""
+    entry = gemm_entry(MANIFEST, _tensor_core_gpu(), 512, 784, "float32", None, K4=64)
+    assert entry.declared["DISPATCH_BLOCK_M"] * entry.declared["DISPATCH_BLOCK_N"] == 64 * 64, entry.name
+
+
 def test_heuristic_avoids_a_k_step_that_pads_k() -> None:
     """K4 144 (K 576): K step 64 divides it, 128 would compute 11 % zeros; 1152 takes the deeper step."""
     picks = {K4: gemm_entry(MANIFEST, _tensor_core_gpu(), 256, 3136, "float32", None, K4=K4) for K4 in (144, 1152)}
