@@ -1,5 +1,5 @@
-"""The int8 GEMM pass (role `gemm`: q8ta_gemm, q8ta_gemm_coopmat, q8ta_gemm_coopmat_pipe) as any family
-drives it.
+"""The int8 GEMM pass (role `gemm`: q8ta_gemm, q8ta_gemm_dot_pipe, q8ta_gemm_coopmat, q8ta_gemm_coopmat_pipe)
+as any family drives it.
 
 G groups of (M x Kp) @ (Kp x OCg), A in the 4W4C matrix format and B in the packed weight format of
 runtime/oplib/gemm_formats.py, requantized to int8 [G][M][OCg4] words by the shared epilogue.
