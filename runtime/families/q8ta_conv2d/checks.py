@@ -186,7 +186,6 @@ def _raise_if(level: str, name: str, problem: str | None) -> None:
 # --- what the generic property tests draw ----------------------------------------------------------
 
 
-
 def _cases(entry: VariantEntry, manifest: Manifest) -> Any:
     from .strategies import conv_cases  # Hypothesis only where cases are drawn
 

@@ -87,7 +87,6 @@ def _raise_if(variant: str, what: str, problem: str | None) -> None:
 # --- what the generic property tests draw ----------------------------------------------------------
 
 
-
 def _cases(entry: VariantEntry, manifest: Manifest) -> Any:
     from .strategies import dw_cases  # Hypothesis only where cases are drawn
 
