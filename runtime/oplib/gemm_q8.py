@@ -109,10 +109,18 @@ def gemm_preference(
         # k computed per k wanted, in tenths, where K is known: a deep K step only where it divides K
         kw = max(kstep // 4, 1)
         k_padded = round(10 * (-(-K4 // kw) * kw) / K4) if K4 else 10
+        # within a block, the most subgroups (in 128 x 128 blocks, 8 of 64 x 32: half the accumulator
+        # registers, so two workgroups per SM; 1.25-1.55x the 4 of 64 x 64 at 4096^3 and 2048^3 on that
+        # H200), and after the K step and stages, two K steps held in registers over one (0.97-1.21x
+        # on the shapes measured: bench/results/2026-12-03_nvidia-h200/experiments/prefetch)
+        subgroups = 0
+        if "warp" in axes:
+            subgroups = (bm // axes["warp"]["wm"]) * (bn // axes["warp"]["wn"])
+        depth = axes.get("stages", {}).get("d", 1)
         # (a float32 variant serves float16 scales: among equally fast variants the scales' own dtype first)
         return ("coop" not in axes, axes.get("dot") not in ("dot", "sdot"), axes.get("dot") != "sdot",
-                padded, "kstep" not in axes, estimate, k_padded, -kstep,
-                stages, axes.get("dtype") != scale_dtype, not axes.get("stage", False), axes.get("wg", {}).get("x", 0))
+                padded, "kstep" not in axes, estimate, k_padded, -subgroups, -kstep, stages, -depth,
+                axes.get("dtype") != scale_dtype, not axes.get("stage", False), axes.get("wg", {}).get("x", 0))
 
     return preference
 

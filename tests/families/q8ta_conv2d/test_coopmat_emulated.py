@@ -221,6 +221,15 @@ def test_heuristic_on_a_tensor_core_gpu_big(M: int, OCg: int, K4: int) -> None:
     assert (block, entry.axes["kstep"]["k"], entry.axes["stages"]["s"]) == (128 * 256, 64, 1), entry.name
 
 
+def test_heuristic_takes_the_most_subgroups_of_a_block() -> None:
+    """M 2048, N 1024: one wave of 128 x 128 blocks; of those, 8 subgroups of 64 x 32 with two K steps in
+    registers (367-384 TOPS at 2048^3 and 4096^3 on the H200) over 4 of 64 x 64 (236-343 TOPS, K step 128
+    or 32; bench/results/2026-12-03_nvidia-h200/experiments/prefetch)."""
+    entry = gemm_entry(MANIFEST, _tensor_core_gpu(), 1024, 2048, "float32", None, K4=512)
+    assert (entry.declared["DISPATCH_BLOCK_M"], entry.declared["DISPATCH_BLOCK_N"]) == (128, 128), entry.name
+    assert entry.axes["warp"] == {"wm": 64, "wn": 32} and entry.axes["stages"].get("d") == 2, entry.name
+
+
 @pytest.mark.parametrize(("M", "OCg", "K4"), [(49, 512, 1152), (196, 256, 576), (3136, 64, 144), (256, 256, 64)])
 def test_heuristic_on_a_tensor_core_gpu_small(M: int, OCg: int, K4: int) -> None:
     """Too small to fill the GPU: still the pipelined GEMM (the fastest on every small shape of that bench),
