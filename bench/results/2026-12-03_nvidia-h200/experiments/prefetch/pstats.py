@@ -1,91 +1,89 @@
-"""Experiment: per-variant pipeline statistics (registers, spills...) through VK_KHR_pipeline_executable_properties.
+"""Experiment: the driver's pipeline statistics (registers, binary size, shared memory) of built variants.
 
-python3 .gpu/pstats.py SUBSTRING...   (SHADERKIT_BUILD picks the build)
+Reads VK_KHR_pipeline_executable_properties. The runtime does not enable that extension, so this script
+patches it in for its own process: an experiment, not a tool. From the repository root, with
+D = bench/results/2026-12-03_nvidia-h200/experiments/prefetch,
+
+    PYTHONPATH=. SHADERKIT_BUILD=<build> python3 $D/pstats.py SUBSTRING...
+
+prints one line per variant whose name has one of the substrings.
 """
-import sys
 
-import runtime.core.context as C
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import runtime.core.context as context
+from runtime.core.device import Device
+from runtime.core.manifest import load_manifest
 from runtime.core.vkapi import vk
 
 EXT = "VK_KHR_pipeline_executable_properties"
 v = vk()
-_orig_chain = C.build_enable_chain
+_build_enable_chain = context.build_enable_chain
+_pipeline_create_info = v.VkComputePipelineCreateInfo
 
 
-def chain(api, extensions, wanted):
-    en = _orig_chain(api, extensions, wanted)
+def _chain(api: Any, extensions: frozenset[str], wanted: set[str]) -> Any:
+    """The runtime's feature chain with pipelineExecutableInfo enabled where the device has it."""
+    enable = _build_enable_chain(api, extensions, wanted)
     if EXT in extensions:
-        f = v.VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR(pNext=en.features2.pNext, pipelineExecutableInfo=v.VK_TRUE)
-        en.keepalive.append(f)
-        en.features2.pNext = v.ffi.cast("void *", v.ffi.addressof(f))
-        en.extensions.append(EXT)
-    else:
-        print("no", EXT)
-    return en
+        feature = v.VkPhysicalDevicePipelineExecutablePropertiesFeaturesKHR(
+            pNext=enable.features2.pNext, pipelineExecutableInfo=v.VK_TRUE
+        )
+        enable.keepalive.append(feature)
+        enable.features2.pNext = v.ffi.cast("void *", v.ffi.addressof(feature))
+        enable.extensions.append(EXT)
+    return enable
 
 
-C.build_enable_chain = chain
-_orig_ci = v.VkComputePipelineCreateInfo
+def _create_info(**fields: Any) -> Any:
+    """Compute pipelines that capture their statistics."""
+    fields["flags"] = fields.get("flags", 0) | v.VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR
+    return _pipeline_create_info(**fields)
 
 
-def ci(**kw):
-    kw["flags"] = kw.get("flags", 0) | v.VK_PIPELINE_CREATE_CAPTURE_STATISTICS_BIT_KHR
-    return _orig_ci(**kw)
+def _value(stat: Any) -> Any:
+    fmt = int(stat.format)
+    if fmt == 0:
+        return bool(stat.value.b32)
+    if fmt == 1:
+        return int(stat.value.i64)
+    if fmt == 2:
+        return int(stat.value.u64)
+    return float(stat.value.f64)
 
 
-v.VkComputePipelineCreateInfo = ci
-
-from runtime.core.device import Device  # noqa: E402
-from runtime.core.manifest import load_manifest  # noqa: E402
-
-
-def value(s):
-    f = int(s.format)
-    if f == 0:
-        return bool(s.value.b32)
-    if f == 1:
-        return int(s.value.i64)
-    if f == 2:
-        return int(s.value.u64)
-    return float(s.value.f64)
-
-
-def main(subs):
+def main(substrings: list[str]) -> int:
+    context.build_enable_chain = _chain
+    v.VkComputePipelineCreateInfo = _create_info
     dev = Device()
     ctx = dev._live()
     if EXT not in ctx.enabled_extensions:
-        print("device lacks", EXT)
-        return
-    props_fn = v.vkGetDeviceProcAddr(ctx.device, "vkGetPipelineExecutablePropertiesKHR")
-    stats_fn = v.vkGetDeviceProcAddr(ctx.device, "vkGetPipelineExecutableStatisticsKHR")
-    man = load_manifest()
-    for name in sorted(man.variants):
-        if subs and not any(s in name for s in subs):
+        print(f"{dev.info.name}: no {EXT}")
+        return 1
+    properties = v.vkGetDeviceProcAddr(ctx.device, "vkGetPipelineExecutablePropertiesKHR")
+    statistics = v.vkGetDeviceProcAddr(ctx.device, "vkGetPipelineExecutableStatisticsKHR")
+    manifest = load_manifest()
+    for name in sorted(manifest.variants):
+        if substrings and not any(s in name for s in substrings):
             continue
-        var = man.variants[name]
         try:
-            pipe = dev.pipeline(var)
-        except Exception as exc:  # noqa: BLE001
+            pipe = dev.pipeline(manifest.variants[name])
+        except Exception as exc:  # a variant the device cannot run: say so, go on
             print(name, "skip:", str(exc).splitlines()[0][:100])
             continue
-        info = v.VkPipelineInfoKHR(pipeline=pipe.handle)
-        try:
-            execs = list(props_fn(ctx.device, info))
-        except Exception as exc:  # noqa: BLE001
-            print(name, "properties failed:", exc)
-            continue
-        out = []
-        for i, _ in enumerate(execs):
-            einfo = v.VkPipelineExecutableInfoKHR(pipeline=pipe.handle, executableIndex=i)
-            for s in stats_fn(ctx.device, einfo):
-                nm = s.name if isinstance(s.name, str) else v.ffi.string(s.name).decode()
-                try:
-                    val = value(s)
-                except Exception as exc:  # noqa: BLE001
-                    val = f"?{exc}"
-                out.append(f"{nm.replace(' ', '_')}={val}")
-        print(name, " ".join(out), flush=True)
+        cells = []
+        executables = list(properties(ctx.device, v.VkPipelineInfoKHR(pipeline=pipe.handle)))
+        for index in range(len(executables)):
+            info = v.VkPipelineExecutableInfoKHR(pipeline=pipe.handle, executableIndex=index)
+            for stat in statistics(ctx.device, info):
+                label = stat.name if isinstance(stat.name, str) else v.ffi.string(stat.name).decode()
+                cells.append(f"{label.replace(' ', '_')}={_value(stat)}")
+        print(name, " ".join(cells), flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))
