@@ -174,6 +174,35 @@ def test_fail_from_real_gemm_template_for_unhandled_tile(tmp_path: Path) -> None
     assert "_t2x4_" in spec.name
 
 
+@pytest.mark.parametrize(
+    ("family", "stages", "template", "needle", "message"),
+    [
+        ("q8ta_gemm_coopmat_pipe", "{s: 1, d: 3}", "include/coopmat.glsl.j2", 'fail("prefetch depth',
+         "prefetch depth 3: 1 or 2 K steps in registers"),
+        ("q8ta_igemm_coopmat", "{s: 2, d: 2}", "q8ta_igemm/q8ta_igemm_coopmat.glsl.j2", 'fail("stages d',
+         "stages d 2: the gathered A tile has one register set, so one K step in registers (d 1)"),
+    ],
+)
+def test_fail_from_real_coopmat_templates_for_unhandled_prefetch_depth(
+    tmp_path: Path, family: str, stages: str, template: str, needle: str, message: str,
+) -> None:
+    """`stages.d` (K steps held in registers) outside what the pipelined main loop, or a family's own
+    loaders, handle fails the variant at the template line that says why."""
+    text = REAL_VARIANTS.read_text()
+    axis = text.index("      stages: [", text.index(f"  {family}:\n"))
+    end = text.index("]\n", axis)
+    variants = tmp_path / "variants.yaml"
+    variants.write_text(text[:end] + f", {stages}" + text[end:])  # one more value of the axis
+    project = Project(variants, REAL_TEMPLATES, tmp_path / "out")
+    config, specs = load_specs(project)
+    depth = int(stages.split("d: ")[1].rstrip("}"))
+    spec = next(s for s in specs if s.family == family and s.axes["stages"].get("d") == depth)
+    with pytest.raises(TemplateError) as info:
+        Renderer(project.template_dir).render(spec.template, spec.context(config), spec.name)
+    line = line_of((REAL_TEMPLATES / template).read_text(), needle)
+    assert str(info.value) == f"templates/{template}:{line}: {message} (variant {spec.name})"
+
+
 def test_fail_from_real_common_include_for_unhandled_dot_mode(tmp_path: Path) -> None:
     text = REAL_VARIANTS.read_text()
     anchor = "  int:\n    description: plain"
