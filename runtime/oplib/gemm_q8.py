@@ -110,7 +110,7 @@ def gemm_preference(
         kw = max(kstep // 4, 1)
         k_padded = round(10 * (-(-K4 // kw) * kw) / K4) if K4 else 10
         # within a block, the most subgroups (in 128 x 128 blocks, 8 of 64 x 32: half the accumulator
-        # registers, so two workgroups per SM; 1.25-1.55x the 4 of 64 x 64 at 4096^3 and 2048^3 on that
+        # registers, so two workgroups per SM; 1.24-1.54x the 4 of 64 x 64 at 4096^3 and 2048^3 on that
         # H200), and after the K step and stages, two K steps held in registers over one (0.97-1.21x
         # on the shapes measured: bench/results/2026-12-03_nvidia-h200/experiments/prefetch)
         subgroups = 0
