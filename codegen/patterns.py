@@ -7,9 +7,12 @@ from typing import Any
 
 def value_matches(value: Any, want: Any) -> bool:
     """A mapping matches when the keys it gives do (so `{x: 256}` selects every workgroup of width
-    256); anything else must be equal. bool and int never match each other (`true` is not `1`)."""
+    256), a key given as null where the value lacks it (an optional key left at its default);
+    anything else must be equal. bool and int never match each other (`true` is not `1`)."""
     if isinstance(want, dict):
-        return isinstance(value, dict) and all(k in value and value_matches(value[k], w) for k, w in want.items())
+        return isinstance(value, dict) and all(
+            k not in value if w is None else k in value and value_matches(value[k], w) for k, w in want.items()
+        )
     if isinstance(want, bool) or isinstance(value, bool):
         return isinstance(want, bool) and isinstance(value, bool) and want == value
     return bool(value == want)

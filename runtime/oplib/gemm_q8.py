@@ -111,8 +111,10 @@ def gemm_preference(
         k_padded = round(10 * (-(-K4 // kw) * kw) / K4) if K4 else 10
         # within a block, the most subgroups (in 128 x 128 blocks, 8 of 64 x 32: half the accumulator
         # registers, so two workgroups per SM; 1.24-1.54x the 4 of 64 x 64 at 4096^3 and 2048^3 on that
-        # H200), and after the K step and stages, two K steps held in registers over one (0.97-1.21x
-        # on the shapes measured: bench/results/2026-12-03_nvidia-h200/experiments/prefetch)
+        # H200; in 256 x 128, 16 of 64 x 32 over 8 of 64 x 64 on the five big shapes of bench_gemm.md:
+        # 1.01-1.19x with the m16n16k32 MMA, 0.96-1.07x with m16n8k32), and after the K step and
+        # stages, two K steps held in registers over one (0.97-1.21x on the shapes measured:
+        # bench/results/2026-12-03_nvidia-h200/experiments/prefetch)
         subgroups = 0
         if "warp" in axes:
             subgroups = (bm // axes["warp"]["wm"]) * (bn // axes["warp"]["wn"])

@@ -203,6 +203,40 @@ def test_fail_from_real_coopmat_templates_for_unhandled_prefetch_depth(
     assert str(info.value) == f"templates/{template}:{line}: {message} (variant {spec.name})"
 
 
+@pytest.mark.parametrize(
+    ("edit", "scratch", "message"),
+    [
+        ("{wm: 64, wn: 32, scratch: col}", "col",
+         "warp scratch col: row (a row of MMA tiles, 32 columns) or tile (one MMA tile, 8 columns)"),
+        # 64-lane subgroups: one m16n8 tile is 32 output words, half a pass
+        ("lanes: 64", "tile", "epilogue scratch of 16 x 8 int32 is not a whole number of 64-lane passes of 4 columns"),
+    ],
+)
+def test_fail_from_real_coopmat_include_for_unhandled_epilogue_scratch(
+    tmp_path: Path, edit: str, scratch: str, message: str,
+) -> None:
+    """A `warp.scratch` the epilogue does not know, or a scratch that is no whole number of passes of the
+    subgroup's lanes, fails the variant at the line of include/coopmat.glsl.j2 that says why."""
+    text = REAL_VARIANTS.read_text()
+    start = text.index("  q8ta_gemm_coopmat_pipe:\n")
+    if edit.startswith("lanes"):
+        text = text[:start] + text[start:].replace("      lanes: 32\n", f"      {edit}\n", 1)
+    else:
+        anchor = "        - {wm: 64, wn: 32, scratch: tile}\n"
+        text = text[:start] + text[start:].replace(anchor, anchor + f"        - {edit}\n", 1)
+    variants = tmp_path / "variants.yaml"
+    variants.write_text(text)
+    project = Project(variants, REAL_TEMPLATES, tmp_path / "out")
+    config, specs = load_specs(project)
+    spec = next(s for s in specs if s.family == "q8ta_gemm_coopmat_pipe" and s.axes["warp"].get("scratch") == scratch
+                and "m16n8k32" in s.name)
+    with pytest.raises(TemplateError) as info:
+        Renderer(project.template_dir).render(spec.template, spec.context(config), spec.name)
+    needle = 'fail("warp scratch' if scratch == "col" else 'fail("epilogue scratch'
+    line = line_of((REAL_TEMPLATES / "include" / "coopmat.glsl.j2").read_text(), needle)
+    assert str(info.value) == f"templates/include/coopmat.glsl.j2:{line}: {message} (variant {spec.name})"
+
+
 def test_fail_from_real_common_include_for_unhandled_dot_mode(tmp_path: Path) -> None:
     text = REAL_VARIANTS.read_text()
     anchor = "  int:\n    description: plain"

@@ -108,6 +108,33 @@ def test_free_role_and_axes_expand_label_and_reach_the_template(tmp_path: Path) 
     assert "// gamma_wg32_emulated_fast_nounroll_m32n8packed fast emulated 2" in glsl
 
 
+@pytest.mark.parametrize(
+    ("pattern", "left_out"),
+    [
+        # null: the optional key is absent (left at its default), so `packed: true` stays
+        ("{shape: {packed: null}}", {"m16n8"}),
+        ("{unroll: false, shape: {m: 16, packed: null}}", {"nounroll_m16n8"}),
+        ("{shape: {packed: true}}", {"m32n8packed"}),
+    ],
+)
+def test_a_null_key_in_a_pattern_matches_a_mapping_without_it(tmp_path: Path, pattern: str, left_out: set[str]) -> None:
+    text = (TINY_YAML + GAMMA).replace("    exclude:\n      - {precision: exact, shape: {m: 32}}\n",
+                                       f"    exclude:\n      - {pattern}\n")
+    _, specs = load_specs(make_tiny(tmp_path, text).project)
+    names = {s.name for s in specs if s.family == "gamma"}
+    every = {f"gamma_wg32_emulated_{p}_{u}_{s}" for p in ("fast", "exact") for u in ("unroll", "nounroll")
+             for s in ("m16n8", "m32n8packed")}
+    assert names == {n for n in every if not any(n.endswith("_" + x) for x in left_out)}
+
+
+def test_a_null_key_every_axis_value_has_is_an_error_at_its_line(tmp_path: Path) -> None:
+    text = (TINY_YAML + GAMMA).replace("      - {precision: exact, shape: {m: 32}}\n", "      - {shape: {m: null}}\n")
+    with pytest.raises(ConfigError) as info:
+        load_specs(make_tiny(tmp_path, text).project)
+    line = line_of(text, "{shape: {m: null}}")
+    assert f":{line}: families.gamma.exclude[0].shape: {{'m': None}} matches no value" in str(info.value)
+
+
 def test_existing_axes_keep_their_labels_beside_coop_names(tmp_path: Path) -> None:
     yaml_text = TINY_YAML.replace(
         "      wg: [{x: 16}]\n",

@@ -213,14 +213,14 @@ def _tensor_core_gpu() -> Any:
 
 @pytest.mark.parametrize(("M", "OCg", "K4"), [(2048, 2048, 512), (8192, 8192, 2048), (4096, 2048, 256)])
 def test_heuristic_on_a_tensor_core_gpu_big(M: int, OCg: int, K4: int) -> None:
-    """A GEMM that fills the GPU with the largest blocks gets them, K step 64 in one stage: the fastest
-    on such shapes of the H200's bench (bench/results/2026-12-03_nvidia-h200/bench_gemm_im2col.md), except
-    2048^3, where 128 x 128 blocks of 8 subgroups (two workgroups per SM, which the estimate does not
-    model) were 11 % faster later (experiments/prefetch/run4_final.md)."""
+    """A GEMM that fills the GPU with the largest blocks gets them, K step 64 in one stage, in the most
+    subgroups (16 of 64 x 32): the fastest at 4096^3, 8192^3 and 8192 x 2048 x 4096 in the H200's
+    bench, 99.5 % of the fastest at 2048^3 (bench/results/2026-12-03_nvidia-h200/bench_gemm.md)."""
     entry = gemm_entry(MANIFEST, _tensor_core_gpu(), OCg, M, "float32", None, K4=K4)
     block = entry.declared["DISPATCH_BLOCK_M"] * entry.declared["DISPATCH_BLOCK_N"]
     assert entry.family == "q8ta_gemm_coopmat_pipe", entry.name
     assert (block, entry.axes["kstep"]["k"], entry.axes["stages"]["s"]) == (128 * 256, 64, 1), entry.name
+    assert entry.local_size[0] // 32 == 16 and entry.axes["warp"].get("scratch") == "tile", entry.name
 
 
 def test_heuristic_takes_the_most_subgroups_of_a_block() -> None:
