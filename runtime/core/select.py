@@ -14,11 +14,20 @@ Supports = Callable[[Iterable[str]], list[str]]  # features -> the missing ones
 def device_unfit(entry: VariantEntry, device: Any) -> str | None:
     """Why a variant cannot run on this device although it has the features, or None.
 
-    Reads what the template declared (SHARED_BYTES spec constant, `subgroup_size` param, the
-    cooperative-matrix shape axis) against what the device reports.
+    Reads what the template declared (workgroup size, SHARED_BYTES spec constant, `subgroup_size`
+    param, the cooperative-matrix shape axis) against what the device reports.
     """
-    params, axes = entry.params, entry.axes
-    shared, limit = int(entry.declared.get("SHARED_BYTES", 0)), int(device.info.limits["maxComputeSharedMemorySize"])
+    params, axes, limits = entry.params, entry.axes, device.info.limits
+    # a size given by a spec constant is 0 in the manifest: the dispatch checks it when it is set
+    size = [int(n) for n in entry.local_size]
+    for axis, (n, most) in enumerate(zip(size, limits["maxComputeWorkGroupSize"], strict=True)):
+        if n > int(most):
+            return (f"its workgroup is {n} invocations along {'xyz'[axis]}, "
+                    f"over maxComputeWorkGroupSize[{axis}] = {most}")
+    invocations, most = size[0] * size[1] * size[2], int(limits["maxComputeWorkGroupInvocations"])
+    if invocations > most:
+        return f"its workgroup has {invocations} invocations, over maxComputeWorkGroupInvocations = {most}"
+    shared, limit = int(entry.declared.get("SHARED_BYTES", 0)), int(limits["maxComputeSharedMemorySize"])
     if shared > limit:
         return f"it declares {shared} bytes of shared memory, over maxComputeSharedMemorySize = {limit}"
     want_sg = params.get("subgroup_size")

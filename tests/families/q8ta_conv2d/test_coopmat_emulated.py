@@ -28,6 +28,7 @@ from runtime.families.q8ta_conv2d import oracle as reference
 from runtime.families.q8ta_conv2d.op import run_conv2d_q8, run_gemm_q8
 from runtime.oplib.gemm_q8 import emulated, gemm_entry
 from runtime.oplib.q8_checks import first_mismatch, small_operands
+from tests.fake_gpu import H100_LIMITS
 from tests.test_properties import require_device_support
 
 MANIFEST = load_manifest()
@@ -207,7 +208,7 @@ def _tensor_core_gpu() -> Any:
     shapes = [{"M": 16, "N": n, "K": 32, "A": "sint8", "B": "sint8", "C": "sint32", "Result": "sint32"}
               for n in (16, 8)]
     info = SimpleNamespace(name="tensor-core GPU", subgroup_size=32, cooperative_matrix=shapes,
-                           limits={"maxComputeSharedMemorySize": 49152})
+                           limits=H100_LIMITS)
     return SimpleNamespace(info=info, supports=lambda features: [])
 
 
@@ -221,6 +222,23 @@ def test_heuristic_on_a_tensor_core_gpu_big(M: int, OCg: int, K4: int) -> None:
     assert entry.family == "q8ta_gemm_coopmat_pipe", entry.name
     assert (block, entry.axes["kstep"]["k"], entry.axes["stages"]["s"]) == (128 * 256, 64, 1), entry.name
     assert entry.local_size[0] // 32 == 16 and entry.axes["warp"].get("scratch") == "tile", entry.name
+
+
+def test_a_gpu_with_smaller_workgroups_gets_a_variant_that_fits() -> None:
+    """Workgroups of at most 256 invocations (Vulkan guarantees 128): the 512-invocation 16-subgroup
+    variants are unfit, with the limit named, and the picker takes the best variant that fits."""
+    gpu = _tensor_core_gpu()
+    gpu.info.limits = dict(H100_LIMITS, maxComputeWorkGroupInvocations=256)
+    big = [e for e in TENSOR_CORE if not emulated(e.axes) and e.local_size[0] > 256]
+    assert big, "no tensor-core variant over 256 invocations any more"
+    assert {device_unfit(e, gpu) for e in big} == {
+        f"its workgroup has {big[0].local_size[0]} invocations, over maxComputeWorkGroupInvocations = 256"}
+    entry = gemm_entry(MANIFEST, gpu, 4096, 4096, "float32", None, K4=1024)
+    assert entry.local_size[0] <= 256 and entry.family == "q8ta_gemm_coopmat_pipe", entry.name
+    assert device_unfit(entry, _tensor_core_gpu()) is None
+    gpu.info.limits = dict(H100_LIMITS, maxComputeWorkGroupSize=(128, 1024, 64))
+    assert device_unfit(big[0], gpu) == (
+        f"its workgroup is {big[0].local_size[0]} invocations along x, over maxComputeWorkGroupSize[0] = 128")
 
 
 def test_heuristic_takes_the_most_subgroups_of_a_block() -> None:
@@ -257,7 +275,7 @@ def test_heuristic_avoids_a_k_step_that_pads_k() -> None:
 def _packed_dot_gpu() -> Any:
     """A GPU with packed int8 dot products and no cooperative matrices (every other feature)."""
     info = SimpleNamespace(name="packed-dot GPU", subgroup_size=32, cooperative_matrix=[],
-                           limits={"maxComputeSharedMemorySize": 49152})
+                           limits=H100_LIMITS)
     return SimpleNamespace(info=info, supports=lambda features: [f for f in features if "ooperative" in f])
 
 

@@ -37,6 +37,7 @@ from runtime.families.q8ta_igemm.selection import (
     prefer_igemm,
 )
 from runtime.families.q8ta_igemm.timing import ConvLayer, time_layer
+from tests.fake_gpu import H100_LIMITS
 from tests.families.q8ta_dwconv.test_dwconv_op import x_over_limit
 
 MANIFEST = load_manifest()
@@ -262,7 +263,7 @@ def _gpu(*, dot: bool = True, coop: bool = False, kind: str = "discrete-gpu") ->
 
     shapes = [{"M": 16, "N": 16, "K": 32, "A": "sint8", "Result": "sint32"}] if coop else []
     info = SimpleNamespace(device_type=kind, subgroup_size=32, cooperative_matrix=shapes,
-                           limits={"maxComputeSharedMemorySize": 49152})
+                           limits=H100_LIMITS)
     return SimpleNamespace(info=info, supports=supports)
 
 
