@@ -13,6 +13,7 @@ from .context import Context
 from .errors import LimitExceededError, MissingFeatureError, ShaderkitError
 from .glsl_types import pack_value, push_constant_size
 from .manifest import Binding, PushConstants, VariantEntry
+from .select import workgroup_over_limits
 from .vkapi import check, vk
 
 _AXES = ("x", "y", "z")
@@ -236,15 +237,9 @@ class PipelineFactory:
         for axis in range(3):
             if size[axis] < 1:
                 raise ValueError(f"{name}: local_size_{_AXES[axis]} must be >= 1, got {size[axis]}")
-            if size[axis] > limits["maxComputeWorkGroupSize"][axis]:
-                raise LimitExceededError(
-                    f"maxComputeWorkGroupSize[{axis}]", size[axis], limits["maxComputeWorkGroupSize"][axis], name
-                )
-        invocations = size[0] * size[1] * size[2]
-        if invocations > limits["maxComputeWorkGroupInvocations"]:
-            raise LimitExceededError(
-                "maxComputeWorkGroupInvocations", invocations, limits["maxComputeWorkGroupInvocations"], name
-            )
+        over = workgroup_over_limits(size, limits)
+        if over is not None:
+            raise LimitExceededError(*over[:3], name)
         effective = {c.name or str(c.id): given_by_id.get(c.id, c.default) for c in variant.spec_constants}
         return sorted(entries.items()), size, effective
 

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .errors import MissingFeatureError
 from .manifest import Manifest, VariantEntry
 
 Supports = Callable[[Iterable[str]], list[str]]  # features -> the missing ones
+
+
+def workgroup_over_limits(
+    size: Sequence[int], limits: Mapping[str, Any]
+) -> tuple[str, int, int, int | None] | None:
+    """The first workgroup-size limit `size` (x, y, z) goes over, as (limit, value, maximum, axis; axis
+    None for the invocation count), or None. The pickers and pipeline creation share it."""
+    for axis, (n, most) in enumerate(zip(size, limits["maxComputeWorkGroupSize"], strict=True)):
+        if int(n) > int(most):
+            return f"maxComputeWorkGroupSize[{axis}]", int(n), int(most), axis
+    invocations, most = int(size[0]) * int(size[1]) * int(size[2]), int(limits["maxComputeWorkGroupInvocations"])
+    if invocations > most:
+        return "maxComputeWorkGroupInvocations", invocations, most, None
+    return None
 
 
 def device_unfit(entry: VariantEntry, device: Any) -> str | None:
@@ -18,15 +32,13 @@ def device_unfit(entry: VariantEntry, device: Any) -> str | None:
     param, the cooperative-matrix shape axis) against what the device reports.
     """
     params, axes, limits = entry.params, entry.axes, device.info.limits
-    # a size given by a spec constant is 0 in the manifest: the dispatch checks it when it is set
-    size = [int(n) for n in entry.local_size]
-    for axis, (n, most) in enumerate(zip(size, limits["maxComputeWorkGroupSize"], strict=True)):
-        if n > int(most):
-            return (f"its workgroup is {n} invocations along {'xyz'[axis]}, "
-                    f"over maxComputeWorkGroupSize[{axis}] = {most}")
-    invocations, most = size[0] * size[1] * size[2], int(limits["maxComputeWorkGroupInvocations"])
-    if invocations > most:
-        return f"its workgroup has {invocations} invocations, over maxComputeWorkGroupInvocations = {most}"
+    # a size given by a spec constant is 0 in the manifest: the pipeline checks it when it is set
+    over = workgroup_over_limits(entry.local_size, limits)
+    if over is not None:
+        name, n, most, axis = over
+        if axis is not None:
+            return f"its workgroup is {n} invocations along {'xyz'[axis]}, over {name} = {most}"
+        return f"its workgroup has {n} invocations, over {name} = {most}"
     shared, limit = int(entry.declared.get("SHARED_BYTES", 0)), int(limits["maxComputeSharedMemorySize"])
     if shared > limit:
         return f"it declares {shared} bytes of shared memory, over maxComputeSharedMemorySize = {limit}"
