@@ -29,7 +29,7 @@ from runtime.core.layouts import Layout
 from runtime.core.manifest import Manifest, VariantEntry
 from runtime.core.select import device_unfit
 from runtime.families.q8ta_conv2d import oracle as reference
-from runtime.families.q8ta_conv2d.im2col import PATH_NAMES, auto_kh_parts, matrix_bytes, matrix_of, plan
+from runtime.families.q8ta_conv2d.im2col import PATH_NAMES, PATH_STREAM, matrix_bytes, matrix_of, plan_call
 from runtime.families.q8ta_conv2d.op import (
     TUNING_KEYS,
     GemmGeometry,
@@ -272,20 +272,24 @@ def _layout(manifest: Manifest, entry: VariantEntry) -> Layout:
     return Layout.from_dict(name, manifest.layouts[name])
 
 
-def _im2col_runs(b: Bench, geom: Any) -> list[tuple[VariantEntry, int | None]]:
-    """(variant, kernel-row parts) to time: each variant as conv2d_q8 runs it (None: the device's split,
-    im2col.auto_kh_parts) and, on a GPU, with the other extreme too (unsplit where the device splits,
-    one kernel row per thread where it does not), so the split's effect is measured in the run."""
-    runs: list[tuple[VariantEntry, int | None]] = []
+def _im2col_runs(b: Bench, geom: Any) -> list[tuple[VariantEntry, int | None, bool | None]]:
+    """(variant, kernel-row parts, stream) to time: each variant as conv2d_q8 runs it (None: the device's
+    choice, im2col.plan_call) and, on a GPU, with the other extreme of each choice too (unsplit where the
+    device splits, one kernel row per thread where it does not; off the stream path where the device
+    takes it, on it where it does not), so their effect is measured in the run."""
+    runs: list[tuple[VariantEntry, int | None, bool | None]] = []
     for entry in b.variants("im2col"):
-        runs.append((entry, None))
+        runs.append((entry, None, None))
         if b.missing(entry) is not None or b.dev.info.device_type == "cpu":
             continue
         layout = _layout(b.manifest, entry)
-        auto = auto_kh_parts(b.dev, entry, layout, geom)
-        other = 1 if auto > 1 else geom.KH
-        if plan(entry, layout, geom, other).kh_parts != plan(entry, layout, geom, auto).kh_parts:
-            runs.append((entry, other))
+        auto = plan_call(b.dev, entry, layout, geom)
+        other = 1 if auto.kh_parts > 1 else geom.KH
+        if plan_call(b.dev, entry, layout, geom, other, False).kh_parts != auto.kh_parts:
+            runs.append((entry, other, False))
+        streamed = auto.path == PATH_STREAM
+        if plan_call(b.dev, entry, layout, geom, None, not streamed).path != auto.path:
+            runs.append((entry, None, not streamed))
     return runs
 
 
@@ -313,9 +317,10 @@ def bench_im2col(b: Bench, shape: ConvShape) -> list[Row]:
 
     with DeviceInputs(b.dev) as inputs:
         a_buf = inputs.alloc(max(matrix_bytes(geom, fmt) for fmt in MATRIX_FORMATS))
-        for entry, parts in _im2col_runs(b, geom):
+        for entry, parts, stream in _im2col_runs(b, geom):
             fmt = matrix_of(entry)
-            name = entry.name if parts is None else f"{entry.name} (kh_parts={parts})"
+            forced = ([] if parts is None else [f"kh_parts={parts}"]) + ([] if stream is None else [f"stream={stream}"])
+            name = f"{entry.name} ({', '.join(forced)})" if forced else entry.name
             row = Row("im2col", shape.name, shape.describe(), name, "copy")
             rows.append(row)
             if (reason := b.missing(entry)) is not None:
@@ -328,12 +333,13 @@ def bench_im2col(b: Bench, shape: ConvShape) -> list[Row]:
                 if layout.name not in packed:
                     packed[layout.name] = layout.pack(x)
                 x_words = packed[layout.name]
-                pl = plan(entry, layout, geom, auto_kh_parts(b.dev, entry, layout, geom) if parts is None else parts)
+                pl = plan_call(b.dev, entry, layout, geom, parts, stream)
                 row.desc += (f", {layout.name} in, {fmt} matrix ({PATH_NAMES[pl.path]} path"
-                             f"{f', kernel rows in {pl.kh_parts} parts' if pl.kh_parts > 1 else ''})")
+                             f"{f', kernel rows in {pl.kh_parts} parts' if pl.kh_parts > 1 else ''}"
+                             f"{f', {pl.stream_iters} blocks per thread' if pl.path == PATH_STREAM else ''})")
                 row.nbytes = x_words.nbytes + nbytes
                 a_buf.fill(SENTINEL)
-                step = inputs.persist(im2col_step(b.dev, entry, layout, geom, x_words, x_zp, a_buf, pl.kh_parts))
+                step = inputs.persist(im2col_step(b.dev, entry, layout, geom, x_words, x_zp, a_buf, parts, stream))
                 _fill(row, b.time([step]))
             except Exception as exc:
                 row.status = error_status(exc)
@@ -341,7 +347,7 @@ def bench_im2col(b: Bench, shape: ConvShape) -> list[Row]:
             words = a_buf.read(np.int32)[: nbytes // 4] if check or fmt == "upstream" else None
             if fmt == "upstream" and layout.name == CONV_LAYOUT and words is not None:
                 ours.setdefault("words", words)
-            as_op_runs = entry.axes.get("input_layout") == CONV_LAYOUT and parts is None
+            as_op_runs = entry.axes.get("input_layout") == CONV_LAYOUT and parts is None and stream is None
             if as_op_runs and row.stats and (best is None or row.stats.median < best[0]):
                 best = (row.stats.median, entry.name)
             if not check or words is None:

@@ -33,7 +33,7 @@ import numpy as np
 from runtime.core.device import Device, default_device
 from runtime.core.manifest import load_manifest
 from runtime.families.q8ta_conv2d.checks import materialize
-from runtime.families.q8ta_conv2d.im2col import spec_for
+from runtime.families.q8ta_conv2d.im2col import plan_call, spec_for
 from runtime.families.q8ta_conv2d.op import run_conv2d_q8
 from runtime.families.q8ta_conv2d.oracle import conv2d_q8_reference
 from runtime.oplib.conv import layout_of
@@ -115,7 +115,8 @@ def run_case(case: dict[str, Any], device: Device, gemm_variant: str | None = No
                         gemm_variant=gemm_variant, im2col_variant=im2col_variant, **inp.kwargs)
     # an im2col pipeline is specialized per layout and per path / unrolled sizes (q8ta_conv2d.im2col.spec_for)
     im2col = load_manifest().variant(run.im2col_variant)
-    spec = spec_for(im2col, layout_of(load_manifest(), case["layout"]), run.geometry)
+    layout = layout_of(load_manifest(), case["layout"])
+    spec = spec_for(im2col, plan_call(device, im2col, layout, run.geometry), layout, run.geometry)
     keys = {(run.im2col_variant, f"layout={case['layout']} {sorted(spec.items())}"),
             (run.gemm_variant, f"act={case['activation']}")}
     want, _ = conv2d_q8_reference(inp.x, inp.weight, inp.w_scales, inp.bias, **inp.kwargs)

@@ -163,8 +163,9 @@ def test_real_manifest_im2col_fields(real_build: tuple[Project, BuildReport]) ->
         ("x_zp", 100),
         ("kh_parts", 104),
         ("kh_rows", 108),
+        ("stream_iters", 112),
     ]
-    assert generic["push_constants"]["size"] == 112
+    assert generic["push_constants"]["size"] == 116
     spec = {s["name"]: (s["id"], s["default"]) for s in generic["spec_constants"]}
     assert spec["LAYOUT_HASH"] == (0, 0)
     assert {"KW_SPEC", "PATH", "SW_SPEC", "KH_SPEC", "CG_SPEC"} <= set(spec)  # the im2col paths' specializations

@@ -63,14 +63,15 @@ def _prepare(variant: str, case: dict[str, Any]) -> tuple[dict[str, Any], Inputs
 
 def check_im2col(variant: str, case: dict[str, Any], device: Device | None) -> None:
     """im2col alone, input padding bytes filled with garbage, kernel rows split over threads as the case
-    says (`kh_parts`): native format exact on every real-channel column; upstream format exact on every
-    byte (padding pixels and K padding included)."""
+    says (`kh_parts`), on the stream path where the case asks (`stream`): native format exact on every
+    real-channel column; upstream format exact on every byte (padding pixels and K padding included)."""
     case, inp, garbage = _prepare(variant, case)
     kw = inp.kwargs
     got, name = run_im2col_q8(
         inp.x, case["KH"], case["KW"], stride=kw["stride"], padding=kw["padding"], dilation=kw["dilation"],
         groups=kw["groups"], x_zp=kw["x_zp"], input_layout=case["layout"], variant=variant, device=device,
         guard=True, pad_garbage=garbage, kh_parts=case.get("kh_parts"),
+        stream=case.get("stream"),
     )
     geometry = (inp.x, case["KH"], case["KW"], kw["stride"], kw["padding"], kw["dilation"], kw["groups"], kw["x_zp"])
     if matrix_of(load_manifest().variant(variant)) == "upstream":

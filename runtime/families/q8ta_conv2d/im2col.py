@@ -1,5 +1,5 @@
 """The int8 im2col pass (variants.yaml q8ta_im2col; templates/include/im2col_q8.glsl.j2) on the host:
-which of the shader's three paths serves a call, its thread units, push constants and dispatch.
+which of the shader's paths serves a call, its thread units, push constants and dispatch.
 
 The shader writes the im2col matrix in the variant's `matrix` format (runtime/oplib/gemm_formats.py):
 "native" (G, M, Kp), taps padded to 4 channels each, or "upstream" (N, H_out, Wp, K), upstream's bytes.
@@ -8,7 +8,7 @@ The shader writes the im2col matrix in the variant's `matrix` format (runtime/op
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -22,8 +22,9 @@ from runtime.oplib.conv import ConvGeometry, conv_push, metadata, workgroups
 from runtime.oplib.gemm_formats import MATRIX_FORMATS, upstream_group_k
 
 # the shader's paths (include/im2col_q8.glsl.j2 says what each needs)
-PATH_WINDOW, PATH_WORDS, PATH_BYTES, PATH_WINDOW_BYTES = 0, 1, 2, 3
-PATH_NAMES = {PATH_WINDOW: "window", PATH_WORDS: "words", PATH_BYTES: "bytes", PATH_WINDOW_BYTES: "window-bytes"}
+PATH_WINDOW, PATH_WORDS, PATH_BYTES, PATH_WINDOW_BYTES, PATH_STREAM = 0, 1, 2, 3, 4
+PATH_NAMES = {PATH_WINDOW: "window", PATH_WORDS: "words", PATH_BYTES: "bytes", PATH_WINDOW_BYTES: "window-bytes",
+              PATH_STREAM: "stream"}
 # The window paths are specialized (spec constants) on KW and stride_w, the window-bytes path on KH and
 # Cg too: each distinct value is a pipeline to compile (~30-500 ms on lavapipe). So they take the sizes
 # networks use; others go to the word or byte path, which one pipeline serves whatever the sizes.
@@ -40,6 +41,11 @@ SPLIT_PATHS = frozenset({PATH_WINDOW, PATH_WORDS})
 # ~270 k threads resident; small layers such as 3x3 over 512 channels at 16x16 start ~8 k). A CPU
 # device has a few cores and gains nothing from more, smaller threads.
 GPU_MIN_THREADS = 1 << 17
+# The stream path's blocks per thread: enough threads to fill the device first (GPU_MIN_THREADS, or
+# CPU_MIN_THREADS: 16 workgroups of 64 keep a CPU's cores busy), then up to STREAM_MAX_ITERS blocks
+# each, over which a thread's one-off index divisions are spread
+CPU_MIN_THREADS = 1 << 10
+STREAM_MAX_ITERS = 32
 
 
 def matrix_of(entry: VariantEntry | Mapping[str, Any]) -> str:
@@ -77,6 +83,15 @@ def path_for(layout: Layout, geom: ConvGeometry, matrix: str) -> int:
     return PATH_WINDOW if windows else PATH_WORDS
 
 
+def stream_fits(layout: Layout, geom: ConvGeometry, matrix: str) -> bool:
+    """Whether the stream path can write this call's matrix: 4 channels per input word, image rows on
+    row-block boundaries (not flattened native rows) and, upstream, whole channel words per group."""
+    c_words = layout.packed_dim == "C" and layout.block == 4
+    if matrix == "native":
+        return c_words and geom.W_out % 4 == 0
+    return c_words and geom.Cg % 4 == 0
+
+
 @dataclass(frozen=True)
 class Im2colPlan:
     """One im2col dispatch: the path, the thread units and what the push constants carry."""
@@ -94,6 +109,8 @@ class Im2colPlan:
     groups: int
     kh_rows: int  # kernel rows per thread; the kernel height where a thread walks them all
     kernel_h: int
+    workgroup: int  # threads per workgroup
+    stream_iters: int  # steps of `strip` blocks per thread on the stream path (1 elsewhere)
 
     @property
     def strips(self) -> int:
@@ -106,15 +123,25 @@ class Im2colPlan:
         return -(-self.kernel_h // self.kh_rows)
 
     @property
+    def blocks(self) -> int:
+        """16-byte blocks of the whole matrix."""
+        return self.groups * self.image_rows * self.row_blocks * self.k4_group
+
+    @property
     def threads(self) -> int:
+        if self.path == PATH_STREAM:
+            return workgroups(self.blocks, self.workgroup * self.strip * self.stream_iters) * self.workgroup
         return self.channel_words * self.kh_parts * self.strips * self.image_rows * self.groups
 
 
-def plan(entry: VariantEntry, layout: Layout, geom: ConvGeometry, kh_parts: int = 1) -> Im2colPlan:
-    """How `entry` covers this conv's matrix, its kernel rows split into (at most) `kh_parts` parts
-    where the path allows (1 elsewhere; more than KH means KH)."""
+def plan(entry: VariantEntry, layout: Layout, geom: ConvGeometry, kh_parts: int = 1,
+         stream: bool = False, min_threads: int = GPU_MIN_THREADS) -> Im2colPlan:
+    """How `entry` covers this conv's matrix: on the stream path where `stream` asks for it and it fits
+    (stream_fits), with as many blocks per thread as keep `min_threads` threads (at most
+    STREAM_MAX_ITERS); else on path_for's, its kernel rows split into (at most) `kh_parts` parts where
+    that path allows (1 elsewhere; more than KH means KH)."""
     matrix = matrix_of(entry)
-    path = path_for(layout, geom, matrix)
+    path = PATH_STREAM if stream and stream_fits(layout, geom, matrix) else path_for(layout, geom, matrix)
     k4g = k4_per_group(geom, matrix)
     flat = matrix == "native" and geom.W_out % 4 != 0
     row_blocks = geom.M4 if flat else -(-geom.W_out // 4)
@@ -127,8 +154,24 @@ def plan(entry: VariantEntry, layout: Layout, geom: ConvGeometry, kh_parts: int 
     strip = int(work.get("strip", 1)) if isinstance(work, Mapping) else 1
     channel_words = 1 if path in (PATH_BYTES, PATH_WINDOW_BYTES) else geom.Cg4
     parts = min(max(1, kh_parts), geom.KH) if path in SPLIT_PATHS else 1
-    return Im2colPlan(matrix, path, strip, channel_words, row_blocks, image_rows, k4g, row_stride, group_stride,
-                      geom.M if flat else 0, geom.groups, -(-geom.KH // parts), geom.KH)
+    pl = Im2colPlan(matrix, path, strip, channel_words, row_blocks, image_rows, k4g, row_stride, group_stride,
+                    geom.M if flat else 0, geom.groups, -(-geom.KH // parts), geom.KH, entry.local_size[0], 1)
+    if path != PATH_STREAM:
+        return pl
+    iters = min(STREAM_MAX_ITERS, max(1, pl.blocks // (min_threads * strip)))
+    return replace(pl, stream_iters=iters)
+
+
+def auto_stream(dev: Device, entry: VariantEntry, layout: Layout, geom: ConvGeometry) -> bool:
+    """Whether a call takes the stream path by default (where it fits): on a GPU, for groups of one
+    channel word. There the unit paths' store instructions write 16-byte runs, one per thread, and the
+    stream path was 1.1-1.6x faster on an H200 (depthwise 144 x 112 x 112 and the RGB 7x7/2 stem at
+    batch 16); with 16 channel words (64 channels) they write 256-byte runs and the stream path was
+    0.6-0.7x (bench/results/2026-12-03_nvidia-h200/experiments/im2col_stream/). A CPU device: never
+    (on lavapipe it was no faster on the same kinds of conv, and up to 2x slower on the stem)."""
+    if dev.info.device_type == "cpu":
+        return False
+    return geom.Cg4 == 1
 
 
 def auto_kh_parts(dev: Device, entry: VariantEntry, layout: Layout, geom: ConvGeometry) -> int:
@@ -151,10 +194,10 @@ def auto_kh_parts(dev: Device, entry: VariantEntry, layout: Layout, geom: ConvGe
     return min(geom.KH, -(-GPU_MIN_THREADS // max(1, whole.threads)))
 
 
-def spec_for(entry: VariantEntry, layout: Layout, geom: ConvGeometry) -> dict[str, int]:
-    """The specialization constants of the pipeline this call runs: its path, the layout (generic
+def spec_for(entry: VariantEntry, pl: Im2colPlan, layout: Layout, geom: ConvGeometry) -> dict[str, int]:
+    """The specialization constants of the pipeline a plan runs: its path, the layout (generic
     variants), and the sizes a window path unrolls over. Each distinct dict is one pipeline."""
-    path = plan(entry, layout, geom).path
+    path = pl.path
     spec: dict[str, int] = {"PATH": path}
     if entry.spec_constant("LAYOUT_HASH"):
         spec["LAYOUT_HASH"] = layout.hashed_i32()
@@ -167,13 +210,21 @@ def spec_for(entry: VariantEntry, layout: Layout, geom: ConvGeometry) -> dict[st
     return spec
 
 
-def im2col_step(dev: Device, entry: VariantEntry, layout: Layout, geom: ConvGeometry, x_data: Buffer | np.ndarray,
-                x_zp: int, out: Buffer, kh_parts: int | None = None) -> Step:
-    """The int8 im2col dispatch: x laid out in `layout` -> the entry's matrix format in `out`. The matrix
-    does not depend on `kh_parts` (None: auto_kh_parts), only the thread count does."""
+def plan_call(dev: Device, entry: VariantEntry, layout: Layout, geom: ConvGeometry, kh_parts: int | None = None,
+              stream: bool | None = None) -> Im2colPlan:
+    """The plan a call runs: `kh_parts` and `stream` as given, the device's choice where None."""
     parts = auto_kh_parts(dev, entry, layout, geom) if kh_parts is None else kh_parts
-    pl = plan(entry, layout, geom, parts)
-    spec = spec_for(entry, layout, geom)
+    use_stream = auto_stream(dev, entry, layout, geom) if stream is None else stream
+    cpu = dev.info.device_type == "cpu"
+    return plan(entry, layout, geom, parts, use_stream, CPU_MIN_THREADS if cpu else GPU_MIN_THREADS)
+
+
+def im2col_step(dev: Device, entry: VariantEntry, layout: Layout, geom: ConvGeometry, x_data: Buffer | np.ndarray,
+                x_zp: int, out: Buffer, kh_parts: int | None = None, stream: bool | None = None) -> Step:
+    """The int8 im2col dispatch: x laid out in `layout` -> the entry's matrix format in `out`. The matrix
+    does not depend on `kh_parts` or `stream` (None: the device's choice, plan_call), only the threads do."""
+    pl = plan_call(dev, entry, layout, geom, kh_parts, stream)
+    spec = spec_for(entry, pl, layout, geom)
     buffers: dict[str | int, Any] = {0: out, 1: x_data}
     if any(b.binding == 2 for b in entry.bindings):
         buffers[2] = metadata(layout, (geom.N, geom.C_in, geom.H, geom.W))
@@ -185,5 +236,6 @@ def im2col_step(dev: Device, entry: VariantEntry, layout: Layout, geom: ConvGeom
         "x_zp": x_zp,
         "kh_parts": pl.kh_parts,
         "kh_rows": pl.kh_rows,
+        "stream_iters": pl.stream_iters,
     }
     return Step(dev.pipeline(entry, spec), buffers, push, (workgroups(pl.threads, entry.local_size[0]), 1, 1))

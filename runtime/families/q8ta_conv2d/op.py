@@ -239,12 +239,13 @@ def run_im2col_q8(
     x: Any, KH: int, KW: int, *, stride: Any = 1, padding: Any = 0, dilation: Any = 1, groups: Any = 1,
     x_zp: Any = 0, input_layout: Any = None, variant: str | None = None, device: Device | None = None,
     guard: bool = False, pad_garbage: np.random.Generator | None = None, matrix: Any = None,
-    kh_parts: Any = None,
+    kh_parts: Any = None, stream: Any = None,
 ) -> tuple[np.ndarray, str]:
     """Run only im2col; returns the int8 matrix in its variant's format (native: (G, M, Kp); upstream:
     (N, H_out, Wp, K), see runtime/oplib/gemm_formats.py) and the variant name. `matrix` picks the format
     when no variant is forced (default: native); `kh_parts` splits the kernel rows over that many
-    threads each where the shader's path can (default: the device's choice; the matrix is the same)."""
+    threads each where the shader's path can, `stream` takes the stream path where it can (True) or
+    never (False); None for either: the device's choice. The matrix is the same whatever they say."""
     manifest = load_manifest()
     xin = int8_input(x, input_layout, manifest)
     layout = xin.layout
@@ -254,6 +255,7 @@ def run_im2col_q8(
     geom = conv_geometry(xin.shape, weight_shape, stride=stride, padding=padding, dilation=dilation, groups=groups)
     x_zp_i = validate.zero_point(x_zp, "x_zp")
     parts = None if kh_parts is None else validate.positive_int(kh_parts, "kh_parts")
+    use_stream = validate.flag(stream, "stream", allow_none=True)
     dev = device_of(device)
     if matrix is not None:
         validate.choice(matrix, "matrix", list(MATRIX_FORMATS))
@@ -265,7 +267,7 @@ def run_im2col_q8(
     check_limit(dev, "im2col matrix of x", nbytes)
     x_words = xin.data(None if pad_garbage is not None else 0, pad_garbage)
     with dev.alloc(nbytes, guard=guard) as a_buf:
-        dev.run([im2col_step(dev, entry, layout, geom, x_words, x_zp_i, a_buf, parts)])
+        dev.run([im2col_step(dev, entry, layout, geom, x_words, x_zp_i, a_buf, parts, use_stream)])
         if guard:
             a_buf.check_guards(f"{entry.name} output (im2col matrix)")
         words = a_buf.read(np.int32)

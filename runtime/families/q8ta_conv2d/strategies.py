@@ -22,6 +22,10 @@ def conv_cases(draw: st.DrawFn, layouts: list[str] | None = None) -> dict[str, A
     parts = draw(st.one_of(st.none(), st.integers(1, case["KH"] + 1)))
     if parts is not None:
         case["kh_parts"] = parts
+    # im2col's stream path, where it fits (a CPU device never picks it itself): absent = the device's choice
+    stream = draw(st.one_of(st.none(), st.booleans()))
+    if stream is not None:
+        case["stream"] = stream
     if layouts:
         case["layout"] = draw(st.sampled_from(sorted(layouts)))
     return case

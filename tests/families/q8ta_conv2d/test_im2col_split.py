@@ -1,7 +1,9 @@
-"""im2col's kernel-row split (runtime/families/q8ta_conv2d/im2col.py): more threads, the same matrix.
+"""im2col's thread layouts (runtime/families/q8ta_conv2d/im2col.py): the kernel-row split and the stream
+path; other threads, the same matrix.
 
-A CPU device never splits by itself, so these force each split on every im2col variant the manifest
-has, through every layout it reads, and compare with the oracle; the property tests draw splits too.
+A CPU device never splits nor streams by itself, so these force each on every im2col variant the
+manifest has, through every layout it reads, and compare with the oracle; the property tests draw
+both too.
 """
 
 from __future__ import annotations
@@ -16,14 +18,19 @@ from runtime.core.layouts import Layout
 from runtime.core.manifest import load_manifest
 from runtime.families.q8ta_conv2d import oracle
 from runtime.families.q8ta_conv2d.im2col import (
+    CPU_MIN_THREADS,
     GPU_MIN_THREADS,
+    PATH_STREAM,
     PATH_WINDOW,
     PATH_WORDS,
     SPLIT_PATHS,
+    STREAM_MAX_ITERS,
     auto_kh_parts,
+    auto_stream,
     matrix_of,
     path_for,
     plan,
+    stream_fits,
 )
 from runtime.families.q8ta_conv2d.op import run_im2col_q8
 from runtime.oplib.conv import conv_geometry
@@ -40,6 +47,13 @@ SHAPES = {
     "3x3_dilated": (2, 12, 10, 7, 1, 3, 3, 1, 2, (2, 1)),
     "7x1_tall": (1, 4, 13, 8, 1, 7, 1, (2, 1), (3, 0), 1),
     "grouped_s2": (1, 16, 11, 11, 2, 3, 3, 2, 1, 1),
+}
+# the stream path's own: depthwise-like groups starting mid-word (native shifts them down), and a
+# matrix of over 2 * CPU_MIN_THREADS blocks, so that a thread writes several and the last workgroup's
+# run ends early
+STREAM_SHAPES = {
+    "groups_mid_word": (2, 12, 6, 8, 4, 3, 3, 1, 1, 1),
+    "several_blocks": (1, 16, 22, 24, 1, 3, 3, 1, 1, 1),
 }
 
 
@@ -71,6 +85,57 @@ def test_every_split_writes_the_unsplit_matrix(variant: str, shape: str) -> None
             else:
                 real = np.broadcast_to(mask, want.shape)
                 np.testing.assert_array_equal(got[real], want[real], err_msg=where)
+
+
+@pytest.mark.parametrize("shape", sorted({**SHAPES, **STREAM_SHAPES}))
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_stream_path_writes_the_same_matrix(variant: str, shape: str) -> None:
+    N, C, H, W, G, KH, KW, s, p, d = {**SHAPES, **STREAM_SHAPES}[shape]
+    x = np.random.default_rng(11).integers(-128, 128, size=(N, C, H, W), dtype=np.int8)
+    entry = MANIFEST.variant(variant)
+    upstream = matrix_of(entry) == "upstream"
+    args = (x, KH, KW, s, p, d, G, 9)
+    want, mask = (oracle.im2col_upstream(*args), None) if upstream else oracle.im2col(*args)
+    geom = conv_geometry(x.shape, (C, C // G, KH, KW), stride=s, padding=p, dilation=d, groups=G)
+    for layout in _layouts(variant):
+        got, _ = run_im2col_q8(x, KH, KW, stride=s, padding=p, dilation=d, groups=G, x_zp=9, input_layout=layout,
+                               variant=variant, guard=True, stream=True, pad_garbage=np.random.default_rng(3))
+        pl = plan(entry, LAYOUTS[layout], geom, stream=True, min_threads=CPU_MIN_THREADS)
+        where = f"{variant} reading {layout} on the {'stream' if pl.path == PATH_STREAM else 'unit'} path"
+        if mask is None:
+            np.testing.assert_array_equal(got, want, err_msg=where)
+        else:
+            real = np.broadcast_to(mask, want.shape)
+            np.testing.assert_array_equal(got[real], want[real], err_msg=where)
+
+
+def test_stream_fits_whole_words_and_block_rows() -> None:
+    def geom(C: int, W: int, groups: int = 1, stride: int = 1) -> Any:
+        return conv_geometry((1, C, 8, W), (C, C // groups, 3, 3), stride=stride, padding=1, dilation=1,
+                             groups=groups)
+    words, bytes_ = LAYOUTS["4w4c"], LAYOUTS["contig"]
+    assert stream_fits(words, geom(8, 12), "native") and stream_fits(words, geom(8, 12), "upstream")
+    assert not stream_fits(bytes_, geom(8, 12), "native")  # one byte per element: no channel words
+    assert not stream_fits(words, geom(8, 10), "native")  # W_out 10: native rows are flattened
+    assert stream_fits(words, geom(8, 10), "upstream")  # upstream pads its rows to blocks
+    assert stream_fits(words, geom(12, 12, groups=3), "native")  # groups of 4 channels start mid-word
+    assert not stream_fits(words, geom(12, 12, groups=4), "upstream")  # 3 channels: upstream's byte order
+
+
+def test_stream_plan_blocks_per_thread() -> None:
+    entry = MANIFEST.variant(next(n for n in VARIANTS if "4w4c" in n and "native" in n))
+    wg = entry.local_size[0]
+    layout = LAYOUTS["4w4c"]
+    small, large = _geometry(16, 8, 3), _geometry(64, 256, 3)
+    pl = plan(entry, layout, small, stream=True)
+    assert (pl.path, pl.stream_iters) == (PATH_STREAM, 1)
+    assert pl.blocks == 1 * 8 * 2 * 9 * 4 and pl.threads == -(-pl.blocks // (wg * pl.strip)) * wg
+    pl = plan(entry, layout, large, stream=True)
+    assert pl.stream_iters == min(STREAM_MAX_ITERS, pl.blocks // (GPU_MIN_THREADS * pl.strip)) > 1
+    per_thread = pl.strip * pl.stream_iters
+    assert pl.threads * per_thread >= pl.blocks > (pl.threads - wg) * per_thread  # no idle workgroup
+    assert plan(entry, layout, large, stream=True, min_threads=CPU_MIN_THREADS).stream_iters == STREAM_MAX_ITERS
+    assert plan(entry, layout, large, stream=False).path == PATH_WINDOW
 
 
 def _geometry(C: int, H: int, KH: int, groups: int = 1) -> Any:
@@ -105,6 +170,10 @@ def test_auto_split_fills_a_gpu_only(device_type: str) -> None:
     entry = MANIFEST.variant(next(n for n in VARIANTS if "4w4c" in n and "native" in n))
     small, large = _geometry(512, 16, 3), _geometry(64, 256, 3)
     layout = LAYOUTS["4w4c"]
+    # the stream path: on a GPU, for groups of one channel word only
+    assert not auto_stream(dev, entry, layout, large)
+    assert auto_stream(dev, entry, layout, _geometry(144, 112, 3, groups=144)) == (device_type != "cpu")
+    assert auto_stream(dev, entry, layout, _geometry(96, 32, 3, groups=32)) == (device_type != "cpu")  # Cg 3
     if device_type == "cpu":
         assert auto_kh_parts(dev, entry, layout, small) == auto_kh_parts(dev, entry, layout, large) == 1
         assert auto_kh_parts(dev, entry, layout, _geometry(144, 112, 3, groups=144)) == 1
