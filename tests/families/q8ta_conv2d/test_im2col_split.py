@@ -62,29 +62,34 @@ def _layouts(variant: str) -> list[str]:
     return sorted(LAYOUTS) if layout == "generic" else [str(layout)]
 
 
+def _oracle(variant: str, args: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The matrix in the variant's format and, native, the mask of its real-channel columns."""
+    if matrix_of(MANIFEST.variant(variant)) == "upstream":
+        return oracle.im2col_upstream(*args), None
+    return oracle.im2col(*args)
+
+
+def _assert_matrix(got: np.ndarray, want: np.ndarray, mask: np.ndarray | None, where: str) -> None:
+    if mask is None:
+        np.testing.assert_array_equal(got, want, err_msg=where)
+    else:
+        real = np.broadcast_to(mask, want.shape)
+        np.testing.assert_array_equal(got[real], want[real], err_msg=where)
+
+
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_split_writes_the_unsplit_matrix(variant: str, shape: str) -> None:
     N, C, H, W, G, KH, KW, s, p, d = SHAPES[shape]
     x = np.random.default_rng(7).integers(-128, 128, size=(N, C, H, W), dtype=np.int8)
-    upstream = matrix_of(MANIFEST.variant(variant)) == "upstream"
-    args = (x, KH, KW, s, p, d, G, -7)
-    if upstream:
-        want, mask = oracle.im2col_upstream(*args), None
-    else:
-        want, mask = oracle.im2col(*args)
+    want, mask = _oracle(variant, (x, KH, KW, s, p, d, G, -7))
     for layout in _layouts(variant):
         for parts in (1, 2, 3, KH, KH + 4):
             got, ran = run_im2col_q8(x, KH, KW, stride=s, padding=p, dilation=d, groups=G, x_zp=-7,
                                      input_layout=layout, variant=variant, guard=True, kh_parts=parts,
                                      pad_garbage=np.random.default_rng(parts))
             assert ran == variant
-            where = f"{variant} reading {layout}, kh_parts={parts}"
-            if mask is None:
-                np.testing.assert_array_equal(got, want, err_msg=where)
-            else:
-                real = np.broadcast_to(mask, want.shape)
-                np.testing.assert_array_equal(got[real], want[real], err_msg=where)
+            _assert_matrix(got, want, mask, f"{variant} reading {layout}, kh_parts={parts}")
 
 
 @pytest.mark.parametrize("shape", sorted({**SHAPES, **STREAM_SHAPES}))
@@ -93,20 +98,14 @@ def test_stream_path_writes_the_same_matrix(variant: str, shape: str) -> None:
     N, C, H, W, G, KH, KW, s, p, d = {**SHAPES, **STREAM_SHAPES}[shape]
     x = np.random.default_rng(11).integers(-128, 128, size=(N, C, H, W), dtype=np.int8)
     entry = MANIFEST.variant(variant)
-    upstream = matrix_of(entry) == "upstream"
-    args = (x, KH, KW, s, p, d, G, 9)
-    want, mask = (oracle.im2col_upstream(*args), None) if upstream else oracle.im2col(*args)
+    want, mask = _oracle(variant, (x, KH, KW, s, p, d, G, 9))
     geom = conv_geometry(x.shape, (C, C // G, KH, KW), stride=s, padding=p, dilation=d, groups=G)
     for layout in _layouts(variant):
         got, _ = run_im2col_q8(x, KH, KW, stride=s, padding=p, dilation=d, groups=G, x_zp=9, input_layout=layout,
                                variant=variant, guard=True, stream=True, pad_garbage=np.random.default_rng(3))
         pl = plan(entry, LAYOUTS[layout], geom, stream=True, min_threads=CPU_MIN_THREADS)
-        where = f"{variant} reading {layout} on the {'stream' if pl.path == PATH_STREAM else 'unit'} path"
-        if mask is None:
-            np.testing.assert_array_equal(got, want, err_msg=where)
-        else:
-            real = np.broadcast_to(mask, want.shape)
-            np.testing.assert_array_equal(got[real], want[real], err_msg=where)
+        on = "the stream path" if pl.path == PATH_STREAM else "a unit path (the stream path does not fit)"
+        _assert_matrix(got, want, mask, f"{variant} reading {layout} on {on}")
 
 
 def test_stream_fits_whole_words_and_block_rows() -> None:
