@@ -185,3 +185,14 @@ def test_auto_split_fills_a_gpu_only(device_type: str) -> None:
     depthwise = _geometry(144, 112, 3, groups=144)
     assert plan(entry, layout, depthwise).threads >= GPU_MIN_THREADS
     assert auto_kh_parts(dev, entry, layout, depthwise) == 3
+
+
+@pytest.mark.parametrize(("kwargs", "error", "names"), [
+    ({"stream": "yes"}, TypeError, "stream must be True, False or None"),
+    ({"stream": 1}, TypeError, "stream must be True, False or None"),
+    ({"kh_parts": 0}, ValueError, "kh_parts"),
+])
+def test_bad_thread_choices_name_the_argument(kwargs: dict[str, Any], error: type[Exception], names: str) -> None:
+    x = np.zeros((1, 8, 6, 8), np.int8)
+    with pytest.raises(error, match=names):
+        run_im2col_q8(x, 3, 3, padding=1, **kwargs)
