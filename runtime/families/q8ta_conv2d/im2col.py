@@ -69,11 +69,22 @@ def matrix_bytes(geom: ConvGeometry, matrix: str) -> int:
     return geom.N * geom.H_out * -(-geom.W_out // 4) * geom.groups * k4_per_group(geom, matrix) * 16
 
 
+def _channel_words(layout: Layout) -> bool:
+    """Whether the layout packs 4 channels per int32 (what the word, window and stream paths read)."""
+    return layout.packed_dim == "C" and layout.block == 4
+
+
+def _rows_flattened(geom: ConvGeometry, matrix: str) -> bool:
+    """Whether the matrix's image rows do not start on row blocks (native, W_out % 4 != 0): its rows
+    are then flattened, row block mb = m / 4."""
+    return matrix == "native" and geom.W_out % 4 != 0
+
+
 def path_for(layout: Layout, geom: ConvGeometry, matrix: str) -> int:
     """The fastest shader path that can serve this call (all of it uniform over the dispatch)."""
-    c_words = layout.packed_dim == "C" and layout.block == 4
+    c_words = _channel_words(layout)
     windows = (c_words and layout.outer_dim == "W" and layout.outer_block == 4
-               and not (matrix == "native" and geom.W_out % 4 != 0)  # rows on block boundaries
+               and not _rows_flattened(geom, matrix)
                and geom.dilation[1] == 1 and geom.stride[1] in WINDOW_STRIDES and geom.KW in WINDOW_KW)
     if matrix == "upstream" and geom.Cg % 4 != 0:  # bytes in the format's own reduction order
         small = geom.Cg in WINDOW_BYTES_CG and geom.KH == geom.KW
@@ -86,10 +97,8 @@ def path_for(layout: Layout, geom: ConvGeometry, matrix: str) -> int:
 def stream_fits(layout: Layout, geom: ConvGeometry, matrix: str) -> bool:
     """Whether the stream path can write this call's matrix: 4 channels per input word, image rows on
     row-block boundaries (not flattened native rows) and, upstream, whole channel words per group."""
-    c_words = layout.packed_dim == "C" and layout.block == 4
-    if matrix == "native":
-        return c_words and geom.W_out % 4 == 0
-    return c_words and geom.Cg % 4 == 0
+    whole_words = matrix == "native" or geom.Cg % 4 == 0
+    return _channel_words(layout) and not _rows_flattened(geom, matrix) and whole_words
 
 
 @dataclass(frozen=True)
@@ -143,7 +152,7 @@ def plan(entry: VariantEntry, layout: Layout, geom: ConvGeometry, kh_parts: int 
     matrix = matrix_of(entry)
     path = PATH_STREAM if stream and stream_fits(layout, geom, matrix) else path_for(layout, geom, matrix)
     k4g = k4_per_group(geom, matrix)
-    flat = matrix == "native" and geom.W_out % 4 != 0
+    flat = _rows_flattened(geom, matrix)
     row_blocks = geom.M4 if flat else -(-geom.W_out // 4)
     image_rows = 1 if flat else geom.N * geom.H_out
     if matrix == "native":
