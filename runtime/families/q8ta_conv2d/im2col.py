@@ -174,9 +174,10 @@ def plan(entry: VariantEntry, layout: Layout, geom: ConvGeometry, kh_parts: int 
 def auto_stream(dev: Device, entry: VariantEntry, layout: Layout, geom: ConvGeometry) -> bool:
     """Whether a call takes the stream path by default (where it fits): on a GPU, for groups of one
     channel word. There the unit paths' store instructions write 16-byte runs, one per thread, and the
-    stream path was 1.1-1.6x faster on an H200 (depthwise 144 x 112 x 112 and the RGB 7x7/2 stem at
-    batch 16); with 16 channel words (64 channels) they write 256-byte runs and the stream path was
-    0.6-0.7x (bench/results/2026-12-03_nvidia-h200/experiments/im2col_stream/). A CPU device: never
+    stream path was 1.06-2.05x the speed of the path it replaces, variant by variant, on an H200
+    (depthwise 144 x 112 x 112 and the RGB 7x7/2 stem at batch 16); with 16 channel words (64
+    channels) they write 256-byte runs and the stream path was 0.58-0.77x, with 128 (c512) 0.76-0.81x
+    (bench/results/2026-12-03_nvidia-h200/bench_im2col.md, one run). A CPU device: never
     (on lavapipe it was no faster on the same kinds of conv, and up to 2x slower on the stem)."""
     if dev.info.device_type == "cpu":
         return False
