@@ -43,6 +43,10 @@ K_SPLIT_FILL = 256
 # a split sums at least this many K steps (fewer and its partial-sum traffic outweighs its work)
 MIN_STEPS_PER_SPLIT = 4
 MAX_SPLITS = 16
+# outputs (pixels x output channels x groups) from which the largest block that fits is preferred:
+# 2048 workgroups of 32 x 64, the GPU filled many times over without splitting K (no conv this
+# large was timed: the largest, ResNet-50 res2 at batch 8, has 1.6 M outputs and took 32 x 64)
+BIG_CONV_OUTPUTS = 2048 * 32 * 64
 
 
 @dataclass
@@ -85,12 +89,18 @@ def igemm_entry(manifest: Manifest, dev: Device, layout: str, geom: ConvGeometry
         # outputs the dispatched workgroups compute per output wanted, in tenths: a big block only
         # wins where the conv fills it
         padded = round(10 * (-(-M // bm) * bm) * (-(-OCg // bn) * bn) / (M * OCg))
+        # tensor cores below BIG_CONV_OUTPUTS: the smaller block (more workgroups, fewer K splits and
+        # a shorter gather per step beat the larger block's operand reuse: 32 x 64 was the fastest
+        # block on all 14 ResNet-50 3x3 layers at batch 1 and 8 on an H200); else the larger block
+        # (the packed-dot tiles were fastest at their largest there)
+        small_first = "coop" in axes and M * OCg * geom.groups < BIG_CONV_OUTPUTS
+        area = bm * bn if small_first else -bm * bn
         # operands staged through shared memory are reused by the whole workgroup (and staged tiles can
         # split K): faster on a GPU, and on lavapipe too (1.1-2.3x on the --small layers of __main__)
         staged = bool(axes.get("stage", "coop" in axes))
         return ("coop" not in axes, axes.get("dot") not in ("dot", "sdot"), axes.get("dot") != "sdot",
                 axes.get("input_layout") == "generic", axes.get("dtype") != scales, not staged, padded,
-                -bm * bn, entry.local_size[0])
+                area, entry.local_size[0])
 
     # emulated tensor cores (a `coop` axis value that is a name) exist for tests: never picked
     hardware = [e for e in runnable(manifest, dev, ROLE).entries(role=ROLE) if not emulated(e.axes)]
@@ -101,7 +111,7 @@ def igemm_entry(manifest: Manifest, dev: Device, layout: str, geom: ConvGeometry
 def split_plan(dev: Device, entry: VariantEntry, geom: ConvGeometry, split_k: Any = None) -> SplitPlan:
     """S and the K words per split: `split_k` if given (clamped to the K steps there are), else 1 on a
     CPU or where the output tiles fill a GPU, else enough splits to fill it, each at least
-    MIN_STEPS_PER_SPLIT K steps long."""
+    MIN_STEPS_PER_SPLIT K steps long, and no more than one buffer holds the partial sums of."""
     step = k_step(entry)
     K4 = geom.K4
     if split_k is not None:
@@ -114,8 +124,10 @@ def split_plan(dev: Device, entry: VariantEntry, geom: ConvGeometry, split_k: An
     else:
         bm, bn = _block(entry)
         tiles = -(-geom.M // bm) * -(-geom.OCg // bn) * geom.groups
+        slice_bytes = 16 * geom.groups * geom.M * geom.OCg4  # one split's partial sums
         wanted = 1 if tiles >= K_SPLIT_FILL else min(MAX_SPLITS, -(-K_SPLIT_FILL // tiles),
-                                                     max(1, -(-K4 // step) // MIN_STEPS_PER_SPLIT))
+                                                     max(1, -(-K4 // step) // MIN_STEPS_PER_SPLIT),
+                                                     int(dev.info.limits["maxStorageBufferRange"]) // slice_bytes)
     if wanted <= 1:
         return SplitPlan(1, K4)
     steps = -(-K4 // step)
@@ -126,19 +138,20 @@ def split_plan(dev: Device, entry: VariantEntry, geom: ConvGeometry, split_k: An
 @contextmanager
 def split_scratch(dev: Device, entry: VariantEntry, geom: ConvGeometry, plan: SplitPlan
                   ) -> Iterator[dict[str | int, Buffer | np.ndarray]]:
-    """Bindings 7 and 8 of a template that can split K: zeroed partial sums and tile counts (the dispatch
+    """Bindings 7 and 8 of a template that can split K: a slice of partial sums per split (filled with a
+    junk byte: each split writes its slice before any is read) and zeroed tile counts (the dispatch
     leaves them zero again, so the bench may reuse them), or one-word stand-ins when S = 1."""
     if not k_step(entry):
         yield {}
         return
     if plan.splits == 1:
-        yield {7: np.zeros(1, np.int32), 8: np.zeros(1, np.int32)}
+        yield {7: np.zeros(4, np.int32), 8: np.zeros(1, np.int32)}
         return
     bm, bn = _block(entry)
     tiles = -(-geom.M // bm) * -(-geom.OCg // bn) * geom.groups
-    part_bytes = 16 * geom.groups * geom.M * geom.OCg4
+    part_bytes = 16 * plan.splits * geom.groups * geom.M * geom.OCg4
     check_limit(dev, "split-K partial sums", part_bytes)
-    with dev.alloc(part_bytes, fill=0) as part, dev.alloc(4 * tiles, fill=0) as count:
+    with dev.alloc(part_bytes, fill=0xA5) as part, dev.alloc(4 * tiles, fill=0) as count:
         yield {7: part, 8: count}
 
 

@@ -171,13 +171,13 @@ def test_split_k_changes_nothing_but_the_split(split_k: int) -> None:
     steps = -(-geometry(kw).K4 // k_step(MANIFEST.variant(STAGED)))
     assert run.splits == min(split_k, steps)
     assert_close(run.output, reference(kw))
-    again = run_igemm_conv2d_q8(**kw, variant=STAGED, split_k=split_k)  # the partial sums were left zeroed
+    again = run_igemm_conv2d_q8(**kw, variant=STAGED, split_k=split_k)  # the tile counts were left zeroed
     assert np.array_equal(again.output, run.output)
 
 
 def test_split_plan_on_a_gpu_fills_it_and_keeps_whole_k_steps() -> None:
     entry = MANIFEST.variant(STAGED)
-    gpu = SimpleNamespace(info=SimpleNamespace(device_type="discrete-gpu"))
+    gpu = SimpleNamespace(info=SimpleNamespace(device_type="discrete-gpu", limits={"maxStorageBufferRange": 1 << 31}))
     step = k_step(entry)
     for kw in (call(C_in=512, C_out=64, K=3), call(C_in=64, C_out=64, K=1), call(C_in=13, C_out=5)):
         g = geometry(kw)
@@ -188,6 +188,16 @@ def test_split_plan_on_a_gpu_fills_it_and_keeps_whole_k_steps() -> None:
         assert (plan.splits > 1) == (tiles < K_SPLIT_FILL and -(-g.K4 // step) >= 2 * MIN_STEPS_PER_SPLIT), plan
     cpu = SimpleNamespace(info=SimpleNamespace(device_type="cpu"))
     assert split_plan(cpu, entry, geometry(call(C_in=512)), None).splits == 1  # type: ignore[arg-type]
+
+
+def test_split_plan_keeps_the_partial_sums_in_one_buffer() -> None:
+    entry = MANIFEST.variant(STAGED)
+    g = geometry(call(C_in=512, C_out=64, K=3))
+    slice_bytes = 16 * g.groups * g.M * g.OCg4
+    for room in (1, 2, 3):
+        gpu = SimpleNamespace(info=SimpleNamespace(device_type="discrete-gpu",
+                                                   limits={"maxStorageBufferRange": room * slice_bytes + 15}))
+        assert split_plan(gpu, entry, g).splits == room  # type: ignore[arg-type]
 
 
 # --- conv2d_q8 routing ---------------------------------------------------------------------------
