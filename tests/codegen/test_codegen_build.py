@@ -199,7 +199,8 @@ def test_real_manifest_features_follow_axes_and_capabilities(real_build: tuple[P
 
 
 _BINDING_RE = re.compile(
-    r"layout\(set = (\d+), binding = (\d+), std(?:430|140)\) ?(readonly|writeonly|coherent)? ?(buffer|uniform) \w+ \{([^}]*)\}"
+    r"layout\(set = (\d+), binding = (\d+), std(?:430|140)\) ?(readonly|writeonly|coherent)? ?"
+    r"(buffer|uniform) \w+ \{([^}]*)\}"
 )
 _SPEC_RE = re.compile(r"layout\(constant_id = (\d+)\) const (\w+) (\w+) = ([-\w.]+);")
 _LOCAL_RE = re.compile(r"layout\(local_size_x = (\d+), local_size_y = (\d+), local_size_z = (\d+)\) in;")
