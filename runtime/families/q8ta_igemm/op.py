@@ -90,8 +90,9 @@ def igemm_entry(manifest: Manifest, dev: Device, layout: str, geom: ConvGeometry
         # wins where the conv fills it
         padded = round(10 * (-(-M // bm) * bm) * (-(-OCg // bn) * bn) / (M * OCg))
         # tensor cores below BIG_CONV_OUTPUTS: the smaller block (more workgroups, fewer K splits and
-        # a shorter gather per step beat the larger block's operand reuse: 32 x 64 was the fastest
-        # block on all 14 ResNet-50 3x3 layers at batch 1 and 8 on an H200); else the larger block
+        # a shorter gather per step beat the larger block's operand reuse: of the blocks in
+        # variants.yaml, 32 x 64 was the fastest on all 14 ResNet-50 3x3 layers at batch 1 and 8 on an
+        # H200; bench/results/2026-12-03_nvidia-h200/experiments/igemm_blocks); else the larger block
         # (the packed-dot tiles were fastest at their largest there)
         small_first = "coop" in axes and M * OCg * geom.groups < BIG_CONV_OUTPUTS
         area = bm * bn if small_first else -bm * bn
