@@ -73,6 +73,17 @@ def _block(entry: VariantEntry) -> tuple[int, int]:
     return int(entry.declared["DISPATCH_BLOCK_M"]), int(entry.declared["DISPATCH_BLOCK_N"])
 
 
+def _tiles(entry: VariantEntry, geom: ConvGeometry) -> int:
+    """Output tiles of this conv (workgroups of one split; each has one arrival count)."""
+    bm, bn = _block(entry)
+    return -(-geom.M // bm) * -(-geom.OCg // bn) * geom.groups
+
+
+def _slice_bytes(geom: ConvGeometry) -> int:
+    """One split's partial sums: [G][M][OCg4] ivec4."""
+    return 16 * geom.groups * geom.M * geom.OCg4
+
+
 def k_step(entry: VariantEntry) -> int:
     """The K step (words) of a template that can split K; 0 for one that cannot."""
     return int(entry.declared.get("IGEMM_K_STEP", 0))
@@ -123,12 +134,10 @@ def split_plan(dev: Device, entry: VariantEntry, geom: ConvGeometry, split_k: An
     elif not step or dev.info.device_type == "cpu":
         wanted = 1
     else:
-        bm, bn = _block(entry)
-        tiles = -(-geom.M // bm) * -(-geom.OCg // bn) * geom.groups
-        slice_bytes = 16 * geom.groups * geom.M * geom.OCg4  # one split's partial sums
+        tiles = _tiles(entry, geom)
+        room = int(dev.info.limits["maxStorageBufferRange"]) // _slice_bytes(geom)  # slices one buffer holds
         wanted = 1 if tiles >= K_SPLIT_FILL else min(MAX_SPLITS, -(-K_SPLIT_FILL // tiles),
-                                                     max(1, -(-K4 // step) // MIN_STEPS_PER_SPLIT),
-                                                     int(dev.info.limits["maxStorageBufferRange"]) // slice_bytes)
+                                                     max(1, -(-K4 // step) // MIN_STEPS_PER_SPLIT), room)
     if wanted <= 1:
         return SplitPlan(1, K4)
     steps = -(-K4 // step)
@@ -148,11 +157,9 @@ def split_scratch(dev: Device, entry: VariantEntry, geom: ConvGeometry, plan: Sp
     if plan.splits == 1:
         yield {7: np.zeros(4, np.int32), 8: np.zeros(1, np.int32)}
         return
-    bm, bn = _block(entry)
-    tiles = -(-geom.M // bm) * -(-geom.OCg // bn) * geom.groups
-    part_bytes = 16 * plan.splits * geom.groups * geom.M * geom.OCg4
+    part_bytes = plan.splits * _slice_bytes(geom)
     check_limit(dev, "split-K partial sums", part_bytes)
-    with dev.alloc(part_bytes, fill=0xA5) as part, dev.alloc(4 * tiles, fill=0) as count:
+    with dev.alloc(part_bytes, fill=0xA5) as part, dev.alloc(4 * _tiles(entry, geom), fill=0) as count:
         yield {7: part, 8: count}
 
 
