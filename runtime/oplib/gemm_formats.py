@@ -240,6 +240,19 @@ def unpack_weights_q8(words: np.ndarray, groups: int, Kp: int, OCg: int) -> np.n
     return tiles.transpose(0, 1, 3, 2).reshape(groups, Kp, OCg).copy()
 
 
+def interleave_k_words(words: np.ndarray, groups: int, K4: int, OCg: int) -> np.ndarray:
+    """:func:`pack_weights_q8`'s ``[G][K4][OCg]`` words as ``[G][ceil(K4/4)][OCg][4]``: k-words 4j .. 4j+3 of
+    an output channel side by side (one 16-byte load), K4 padded with zero words."""
+    words = np.asarray(words)
+    if words.dtype != np.int32 or words.size != groups * K4 * OCg:
+        raise ValueError(f"expected {groups * K4 * OCg} int32 weight words ([G][K4][OCg] = [{groups}][{K4}][{OCg}]), "
+                         f"got {words.size} {words.dtype}")
+    K16 = -(-K4 // 4)
+    padded = np.zeros((groups, 4 * K16, OCg), np.int32)
+    padded[:, :K4] = words.reshape(groups, K4, OCg)
+    return np.ascontiguousarray(padded.reshape(groups, K16, 4, OCg).transpose(0, 1, 3, 2)).reshape(-1)
+
+
 def pack_weights_float(weight: np.ndarray, groups: int) -> np.ndarray:
     """Float GEMM weights: flat ``[G][K4][OCg]`` vec4 words (the 4 k of one output channel)."""
     return _k_words(weight_matrix(weight, groups)).reshape(-1)

@@ -1,7 +1,7 @@
 """Implicit GEMM vs im2col + GEMM (and cuDNN fp16 channels-last, where PyTorch runs) on ResNet-50's 3x3 convs.
 
     python -m runtime.families.q8ta_igemm [--reps N] [--rounds R] [--warm-s S] [--budget-s S] [--small] [--no-screen]
-                                          [--no-peer] [--verbose] [--device SEL] [NAME ...]
+                                          [--no-peer] [--verbose] [--layout L] [--device SEL] [NAME ...]
 
 Layers: ResNet-50's seven 3x3 conv shapes at batch 1 and 8 (--small: little ones for a CPU device); NAME
 keeps layers whose name holds it. GPU kernel times (timestamps, `reps` calls in one submit, after a
@@ -9,7 +9,8 @@ keeps layers whose name holds it. GPU kernel times (timestamps, `reps` calls in 
 that im2col with the fastest GEMM of a short screen (runtime/families/q8ta_igemm/timing.py); cuDNN's
 kernel time from bench/peer.py (torch.profiler, else CUDA-graph replay). Ratios > 1: igemm is faster.
 --device: an index or a substring of the device name (default: $SHADERKIT_DEVICE, else the first
-discrete GPU, else lavapipe). Layers stop being started after --budget-s seconds.
+discrete GPU, else lavapipe). Layers stop being started after --budget-s seconds. --layout: x's layout
+for every path (default 4w4c, conv2d_q8's; 4c is channels-last, as cuDNN's input is).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import time
 from typing import Any
 
 from runtime.core.device import open_device
+from runtime.core.manifest import load_manifest
+from runtime.families.q8ta_conv2d.op import DEFAULT_LAYOUT
 
 from .timing import RESNET50_3X3, SMALL_3X3, ConvLayer, LayerTiming, time_layer, warm_up
 
@@ -80,11 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true", help="little layers, for a CPU device")
     parser.add_argument("--no-screen", action="store_true", help="skip the screen of every GEMM variant")
     parser.add_argument("--no-peer", action="store_true", help="skip cuDNN (PyTorch)")
+    parser.add_argument("--layout", default=DEFAULT_LAYOUT,
+                        help=f"x's layout (default {DEFAULT_LAYOUT}; 4c: channels-last)")
     parser.add_argument("--device", default=None, help="device index or name substring")
     parser.add_argument("--verbose", action="store_true", help="also print every igemm variant's time")
     args = parser.parse_args(argv)
     if args.reps < 1 or args.rounds < 1:
         parser.error("--reps and --rounds must be >= 1")
+    known = sorted(load_manifest().layouts)
+    if args.layout not in known:
+        parser.error(f"--layout {args.layout!r}: the layouts are {', '.join(known)}")
     pool = SMALL_3X3 if args.small else RESNET50_3X3
     layers = [s for s in pool if not args.names or any(n in s.name for n in args.names)]
     if not layers:
@@ -93,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     with open_device(args.device) as dev:
         peer, peer_note = _peer(not args.no_peer)
         print(f"{dev.info.name} ({dev.info.driver_name} {dev.info.driver_info}); median kernel time of {args.reps} "
-              f"back-to-back calls; x in 4w4c; peer: {peer_note}", flush=True)
+              f"back-to-back calls; x in {args.layout}; peer: {peer_note}", flush=True)
         warm_up(dev, layers[0], args.warm_s)
         print(f"{'layer':22} {'igemm ms':>9} {'pick ms':>9} {'pair ms':>9} {'best ms':>9} {'pair/ig':>7} "
               f"{'cuDNN ms':>9} {'cuDNN/ig':>7}  fastest igemm | conv2d_q8's im2col + GEMM | fastest GEMM",
@@ -104,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"time budget spent: {len(layers) - i} layer(s) not timed")
                 break
             cudnn, method = _cudnn_seconds(peer, layer)  # first: torch gives its memory back before ours
-            t = time_layer(dev, layer, args.reps, screen=not args.no_screen, rounds=args.rounds)
+            t = time_layer(dev, layer, args.reps, screen=not args.no_screen, rounds=args.rounds, layout=args.layout)
             print(_row(t, cudnn) + (f" | cuDNN: {method}" if method else ""), flush=True)
             if args.verbose:
                 for name, seconds in sorted(t.igemm.items(), key=lambda kv: kv[1]):

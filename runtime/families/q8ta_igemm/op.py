@@ -13,6 +13,7 @@ output buffer is the 4c layout of (N, C_out, H_out, W_out) and may stay on the d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from runtime.oplib import validate
 from runtime.oplib.conv import ConvGeometry, check_limit, check_limits, conv_push, device_of, int8_input, workgroups
 from runtime.oplib.conv_output import ConvResult, conv_placement, deliver_gemm
 from runtime.oplib.elementwise import run_into
-from runtime.oplib.gemm_formats import pack_weights_q8
+from runtime.oplib.gemm_formats import interleave_k_words, pack_weights_q8
 from runtime.oplib.gemm_q8 import GemmGeometry, emulated
 from runtime.oplib.requant import Requant, check_requant, check_storage, requant_bindings, requant_push, scale_dtype
 from runtime.oplib.variants import layout_scale_entry, runnable
@@ -43,10 +44,16 @@ K_SPLIT_FILL = 256
 # a split sums at least this many K steps (fewer and its partial-sum traffic outweighs its work)
 MIN_STEPS_PER_SPLIT = 4
 MAX_SPLITS = 16
-# outputs (pixels x output channels x groups) from which the largest block that fits is preferred:
-# 2048 workgroups of 32 x 64, the GPU filled many times over without splitting K (no conv this
-# large was timed: the largest, ResNet-50 res2 at batch 8, has 1.6 M outputs and took 32 x 64)
+# The tensor-core block preferred by conv size (without a tuning cache's verdict), after the sweeps of
+# bench/results/2026-12-03_nvidia-h200/experiments/igemm_blocks on ResNet-50's 3x3 layers (H200):
+# below SMALL_CONV_MACS multiply-adds the smallest block (most workgroups: every batch-1 layer, 116 M
+# each, ran fastest on 32 x 32); below BIG_CONV_OUTPUTS outputs (pixels x output channels x groups)
+# MID_BLOCK_AREA (32 x 64 was the fastest or within 10 % on the batch-8 layers, 925 M each; no conv
+# between the two sizes was timed); from there the largest block that fits (2048 workgroups of
+# 32 x 64 fill the GPU many times over; no conv this large was timed)
+SMALL_CONV_MACS = 1 << 28
 BIG_CONV_OUTPUTS = 2048 * 32 * 64
+MID_BLOCK_AREA = 32 * 64
 
 
 @dataclass
@@ -93,6 +100,7 @@ def igemm_entry(manifest: Manifest, dev: Device, layout: str, geom: ConvGeometry
                 forced: str | None) -> VariantEntry:
     """The variant for x in `layout`, this conv's sizes and scales stored as `scales`; `forced` names one."""
     M, OCg = geom.M, geom.OCg
+    outputs = M * OCg * geom.groups
 
     def preference(entry: VariantEntry) -> tuple[Any, ...]:
         axes = entry.axes
@@ -100,13 +108,14 @@ def igemm_entry(manifest: Manifest, dev: Device, layout: str, geom: ConvGeometry
         # outputs the dispatched workgroups compute per output wanted, in tenths: a big block only
         # wins where the conv fills it
         padded = round(10 * (-(-M // bm) * bm) * (-(-OCg // bn) * bn) / (M * OCg))
-        # tensor cores below BIG_CONV_OUTPUTS: the smaller block (more workgroups, fewer K splits and
-        # a shorter gather per step beat the larger block's operand reuse: of the blocks in
-        # variants.yaml, 32 x 64 was the fastest on all 14 ResNet-50 3x3 layers at batch 1 and 8 on an
-        # H200; bench/results/2026-12-03_nvidia-h200/experiments/igemm_blocks); else the larger block
-        # (the packed-dot tiles were fastest at their largest there)
-        small_first = "coop" in axes and M * OCg * geom.groups < BIG_CONV_OUTPUTS
-        area = bm * bn if small_first else -bm * bn
+        # tensor cores: the block for the conv's size (SMALL_CONV_MACS says why: more workgroups, fewer
+        # K splits and a shorter gather per step against the larger block's operand reuse); else the
+        # larger block (the packed-dot tiles were fastest at their largest on those layers)
+        area: tuple[float, int] = (-bm * bn, 0)
+        if "coop" in axes and outputs * 4 * geom.K4 < SMALL_CONV_MACS:
+            area = (bm * bn, 0)
+        elif "coop" in axes and outputs < BIG_CONV_OUTPUTS:  # the block nearest MID_BLOCK_AREA, the larger on a tie
+            area = (abs(math.log2(bm * bn / MID_BLOCK_AREA)), -bm * bn)
         # operands staged through shared memory are reused by the whole workgroup (and staged tiles can
         # split K): faster on a GPU, and on lavapipe too (1.1-2.3x on the --small layers of __main__)
         staged = bool(axes.get("stage", "coop" in axes))
@@ -163,14 +172,27 @@ def split_scratch(dev: Device, entry: VariantEntry, geom: ConvGeometry, plan: Sp
         yield {7: part, 8: count}
 
 
+def entry_weights(entry: VariantEntry, w_words: np.ndarray, geom: ConvGeometry) -> np.ndarray:
+    """pack_weights_q8's [G][K4][OCg] words in the format `entry` reads: as they are where its weights
+    binding holds ints, 16-byte elements of 4 k-words (gemm_formats.interleave_k_words) where it holds
+    ivec4 (the interface of templates/include/igemm_q8.glsl.j2)."""
+    size = entry.binding(2).element_size
+    if size == 4:
+        return w_words
+    if size == 16:
+        return interleave_k_words(w_words, geom.groups, geom.K4, geom.OCg)
+    raise ValueError(f"{entry.name}: weights binding of {size}-byte elements; the igemm formats are 4 and 16")
+
+
 def igemm_step(dev: Device, manifest: Manifest, entry: VariantEntry, layout: Layout, geom: ConvGeometry,
-               x_data: np.ndarray | Buffer, w_words: np.ndarray | Buffer, wsum: np.ndarray | Buffer, rq: Requant,
+               x_data: np.ndarray | Buffer, w_words: np.ndarray, wsum: np.ndarray | Buffer, rq: Requant,
                out: Buffer, plan: SplitPlan, scratch: Mapping[str | int, Buffer | np.ndarray]) -> Step:
     """The one dispatch: x in `layout` -> [G][M][OCg4] int8 words in `out` (the interface of
-    templates/include/igemm_q8.glsl.j2)."""
+    templates/include/igemm_q8.glsl.j2); `w_words` as pack_weights_q8 packs them (host side: each variant
+    gets them in its own format)."""
     g = geom
-    spec, buffers = requant_bindings(manifest, entry, rq, out, x_data, w_words, wsum, layout=layout,
-                                     shape=(g.N, g.C_in, g.H, g.W))
+    spec, buffers = requant_bindings(manifest, entry, rq, out, x_data, entry_weights(entry, w_words, g), wsum,
+                                     layout=layout, shape=(g.N, g.C_in, g.H, g.W))
     buffers.update(scratch)
     push = {
         "dims": (g.M, g.M4, g.K4, g.OCg),
@@ -204,8 +226,9 @@ def run_igemm_conv2d_q8(
     check_storage(manifest, entry, rq)
     plan = split_plan(dev, entry, geom, split_k)
     gg = GemmGeometry(geom.groups, geom.M, geom.K4, geom.OCg)
-    check_limits(dev, {"x": 4 * xin.layout.words(xin.shape), "weight": 4 * geom.groups * geom.K4 * geom.OCg,
-                       "output": gg.out_bytes})
+    w_size = entry.binding(2).element_size  # bytes per element: 4 k (words) or 16 k (kwords4)
+    check_limits(dev, {"x": 4 * xin.layout.words(xin.shape),
+                       "weight": w_size * geom.groups * -(-4 * geom.K4 // w_size) * geom.OCg, "output": gg.out_bytes})
     x_data = xin.data(None if pad_garbage is not None else 0, pad_garbage)
     w_words, wsum = pack_weights_q8(weight, geom.groups)
     out_buf = dev.alloc(gg.out_bytes, guard=guard)

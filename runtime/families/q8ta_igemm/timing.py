@@ -1,6 +1,7 @@
 """The implicit GEMM against conv2d_q8's im2col + GEMM on real conv layers, GPU kernel time.
 
-Every path runs on device-resident inputs (x packed in 4w4c, conv2d_q8's default; packed weights,
+Every path runs on device-resident inputs (x packed in a layout of the caller's choice, by default
+4w4c, conv2d_q8's; packed weights,
 sums, scales uploaded once) and is timed as `reps` back-to-back calls in one command buffer, each
 dispatch bracketed by timestamps (an idle GPU drops its clock between submits; one submit keeps it
 up). Timed per layer: every igemm variant that runs on the device (K split as the op would), the
@@ -121,16 +122,17 @@ class LayerTiming:
 class _Rig:
     """One layer's inputs on the device and a reference output (conv2d_q8's own)."""
 
-    def __init__(self, dev: Device, manifest: Manifest, layer: ConvLayer, stack: ExitStack) -> None:
+    def __init__(self, dev: Device, manifest: Manifest, layer: ConvLayer, stack: ExitStack,
+                 layout: str = DEFAULT_LAYOUT) -> None:
         self.dev, self.manifest, self.stack = dev, manifest, stack
         call = layer_call(layer)
-        self.layout = Layout.from_dict(DEFAULT_LAYOUT, manifest.layouts[DEFAULT_LAYOUT])
+        self.layout = Layout.from_dict(layout, manifest.layouts[layout])
         self.geom = conv_geometry(call["x"].shape, call["weight"], stride=layer.stride, padding=layer.K // 2,
                                   dilation=1, groups=1)
         self.rq: Requant = check_requant(call["w_scales"], call["bias"], layer.C_out, x_scale=call["x_scale"],
                                          x_zp=call["x_zp"], out_scale=call["out_scale"], out_zp=call["out_zp"],
                                          activation=call["activation"])
-        reference = run_conv2d_q8(**call, device=dev)
+        reference = run_conv2d_q8(**call, input_layout=layout, device=dev)
         self.pair = (reference.im2col_variant, reference.gemm_variant)
         self.want = reference.output
         self.w, self.wsum = pack_weights_q8(call["weight"], 1)
@@ -188,19 +190,19 @@ def runnable_variants(dev: Device, manifest: Manifest, role: str) -> list[Varian
 
 
 def time_layer(dev: Device, layer: ConvLayer, reps: int, *, screen: bool = True, rounds: int = 1,
-               keep: Callable[[str], bool] = lambda name: True) -> LayerTiming:
+               keep: Callable[[str], bool] = lambda name: True, layout: str = DEFAULT_LAYOUT) -> LayerTiming:
     """Every path on one layer (the module's doc says which), each output checked once; with `rounds` > 1
     the paths are timed round-robin that many times and each keeps its fastest round (a shared or busy
     device drifts; interleaving spreads that over all of them). Failures are recorded, not raised."""
     manifest = load_manifest()
     t = LayerTiming(layer)
     with ExitStack() as stack:
-        rig = _Rig(dev, manifest, layer, stack)
+        rig = _Rig(dev, manifest, layer, stack, layout)
         t.pair = rig.pair
-        t.igemm_pick = igemm_entry(manifest, dev, DEFAULT_LAYOUT, rig.geom, "float32", None).name
+        t.igemm_pick = igemm_entry(manifest, dev, layout, rig.geom, "float32", None).name
         paths: dict[str, Callable[[], list[Step]]] = {
             e.name: partial(_igemm, t, rig, e) for e in runnable_variants(dev, manifest, ROLE)
-            if keep(e.name) and input_layout_reason(e.axes, DEFAULT_LAYOUT) is None}
+            if keep(e.name) and input_layout_reason(e.axes, layout) is None}
         paths[PAIR] = partial(rig.pair_steps, *t.pair)
         if screen:  # a few calls of every GEMM after the pair's im2col; the fastest one joins the paths
             screened = _time_all(t, rig, {e.name: partial(rig.pair_steps, t.pair[0], e.name)

@@ -136,6 +136,18 @@ def test_weight_order_upstream() -> None:
         gf.pack_weights_q8(w, 2, "tiled")
 
 
+@pytest.mark.parametrize("K4", [1, 4, 6, 9])
+def test_interleaved_weight_words(K4: int) -> None:
+    G, OCg = 2, 3
+    words = np.arange(1, G * K4 * OCg + 1, dtype=np.int32)
+    got = gf.interleave_k_words(words, G, K4, OCg).reshape(G, -(-K4 // 4), OCg, 4)
+    for g, k4, n in itertools.product(range(G), range(4 * got.shape[1]), range(OCg)):
+        want = words[(g * K4 + k4) * OCg + n] if k4 < K4 else 0
+        assert got[g, k4 // 4, n, k4 % 4] == want, (g, k4, n)
+    with pytest.raises(ValueError, match=r"expected 18 int32 weight words \(\[G\]\[K4\]\[OCg\] = \[2\]\[3\]\[3\]\)"):
+        gf.interleave_k_words(words[:5], G, 3, OCg)
+
+
 def test_gemm_view_round_trip() -> None:
     geom = geometry(2, 6, 4, 3, 2, 2, 2, 1, (1, 0))
     a = oracle.im2col_upstream(_x((2, 6, 4, 3), 5), 2, 2, 1, (1, 0), 1, 2, 0)

@@ -292,6 +292,17 @@ def test_heuristic(shape: Kwargs, device: Any, want: bool) -> None:
     assert prefer_igemm(device, MANIFEST, geometry(call(**shape))) is want
 
 
+@pytest.mark.parametrize(("n", "c", "hw", "block"), [
+    (1, 512, 7, (32, 32)),  # ResNet-50 res5 at batch 1, 116 M multiply-adds: the smallest block
+    (8, 512, 7, (32, 64)),  # at batch 8, 925 M: the block nearest MID_BLOCK_AREA
+    (32, 128, 112, (128, 128)),  # 51 M outputs: the largest block
+], ids=["small", "mid", "big"])
+def test_tensor_core_block_follows_the_conv_size(n: int, c: int, hw: int, block: tuple[int, int]) -> None:
+    geom = conv_geometry((n, c, hw, hw), np.zeros((c, c, 3, 3), np.int8), stride=1, padding=1, dilation=1, groups=1)
+    entry = igemm_entry(MANIFEST, _gpu(coop=True), "4w4c", geom, "float32", None)  # type: ignore[arg-type]
+    assert "coop" in entry.axes and (entry.declared["DISPATCH_BLOCK_M"], entry.declared["DISPATCH_BLOCK_N"]) == block
+
+
 def test_impl_class_separates_what_changes_the_verdict() -> None:
     base = impl_class(geometry(call(C_in=64, C_out=64)))
     assert base.startswith("dense k3x3 s1x1 d1x1 ")
@@ -401,3 +412,10 @@ def test_timing_script_runs_a_layer(capsys: pytest.CaptureFixture[str]) -> None:
                         "--no-peer"]) == 0
     out = capsys.readouterr().out
     assert "small.c64@14s2" in out and "peer: disabled" in out and "failed" not in out
+    assert timing_main(["small.c128@7", "--small", "--reps", "1", "--warm-s", "0", "--no-screen", "--no-peer",
+                        "--layout", "4c"]) == 0
+    out = capsys.readouterr().out
+    assert "x in 4c" in out and "small.c128@7" in out and "failed" not in out
+    with pytest.raises(SystemExit):
+        timing_main(["--layout", "nhwc"])
+    assert "--layout 'nhwc': the layouts are" in capsys.readouterr().err
