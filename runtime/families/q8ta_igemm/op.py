@@ -3,7 +3,8 @@ pack the weights, dispatch once.
 
 The op takes conv2d_q8's arguments (plus `variant` and the `split_k` knob) and returns the same result:
 the weights are packed as conv2d_q8's GEMM packs them (runtime/oplib/gemm_formats.py
-pack_weights_q8), the output is the GEMM's [G][M][OCg4] words, and x is handled as conv2d_q8 handles
+pack_weights_q8; for a variant that loads 16 bytes at a time, 4 k-words of a column side by side:
+entry_weights), the output is the GEMM's [G][M][OCg4] words, and x is handled as conv2d_q8 handles
 it (`int8_input`: int8 NCHW packed in `input_layout`, default "4w4c", or a runtime.Packed as it is).
 What it leaves out is the im2col matrix: the shader gathers its A tiles from x
 (templates/include/conv_gather.glsl.j2; the interface: templates/include/igemm_q8.glsl.j2). The
