@@ -46,12 +46,13 @@ K_SPLIT_FILL = 256
 MIN_STEPS_PER_SPLIT = 4
 MAX_SPLITS = 16
 # The tensor-core block preferred by conv size (without a tuning cache's verdict), after the sweeps of
-# bench/results/2026-12-03_nvidia-h200/experiments/igemm_blocks on ResNet-50's 3x3 layers (H200):
+# bench/results/2026-12-03_nvidia-h200/experiments/igemm_loads on ResNet-50's 3x3 layers (H200):
 # below SMALL_CONV_MACS multiply-adds the smallest block (most workgroups: every batch-1 layer, 116 M
-# each, ran fastest on 32 x 32); below BIG_CONV_OUTPUTS outputs (pixels x output channels x groups)
-# MID_BLOCK_AREA (32 x 64 was the fastest or within 10 % on the batch-8 layers, 925 M each; no conv
-# between the two sizes was timed); from there the largest block that fits (2048 workgroups of
-# 32 x 64 fill the GPU many times over; no conv this large was timed)
+# each, ran fastest on 32 x 32, 1.04-1.17x faster than on 32 x 64); below BIG_CONV_OUTPUTS outputs
+# (pixels x output channels x groups) the block nearest MID_BLOCK_AREA (at batch 8, 925 M each, 32 x 64
+# was the fastest or within 1 % at the op's own K split; no conv between the two sizes was timed);
+# from there the largest block that fits (2048 workgroups of 32 x 64 fill the GPU many times over; no
+# conv this large was timed)
 SMALL_CONV_MACS = 1 << 28
 BIG_CONV_OUTPUTS = 2048 * 32 * 64
 MID_BLOCK_AREA = 32 * 64

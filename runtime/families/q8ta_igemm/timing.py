@@ -1,12 +1,12 @@
 """The implicit GEMM against conv2d_q8's im2col + GEMM on real conv layers, GPU kernel time.
 
-Every path runs on device-resident inputs (x packed in a layout of the caller's choice, by default
-4w4c, conv2d_q8's; packed weights,
-sums, scales uploaded once) and is timed as `reps` back-to-back calls in one command buffer, each
-dispatch bracketed by timestamps (an idle GPU drops its clock between submits; one submit keeps it
-up). Timed per layer: every igemm variant that runs on the device (K split as the op would), the
-(im2col, GEMM) pair conv2d_q8 picks, and that im2col with the GEMM variant that was fastest in a short
-screen of all of them. Every output is checked against the pair's (+-1: both requantize in float32).
+Every path runs on device-resident inputs (x packed in the caller's layout, by default 4w4c,
+conv2d_q8's; packed weights, sums, scales uploaded once) and is timed as `reps` back-to-back calls in
+one command buffer, each dispatch bracketed by timestamps (an idle GPU drops its clock between
+submits; one submit keeps it up). Timed per layer: every igemm variant that runs on the device (K
+split as the op would), the (im2col, GEMM) pair conv2d_q8 picks, and that im2col with the GEMM variant
+that was fastest in a short screen of all of them. Every output is checked against the pair's (+-1:
+both requantize in float32).
 """
 
 from __future__ import annotations
