@@ -40,8 +40,12 @@ from runtime.oplib.variants import layout_scale_entry, runnable
 
 ROLE = "igemm"
 # output tiles below which a GPU is assumed to have idle compute units (an H100 has 132 SMs, and a
-# workgroup of these templates leaves room for a second one on each): K is then split to make more
+# workgroup of these templates leaves room for a second one on each): K is then split to make more;
+# fewer for workgroups of more than K_SPLIT_THREADS / K_SPLIT_FILL invocations, which fill it sooner
+# (the 64 x 64 block of 8 subgroups on ResNet-50's 3x3 layers at batch 8, where S changed: 1.09-1.30x
+# faster at this S than at 256 workgroups' on an H200; bench/results/2026-12-03_nvidia-h200/experiments/igemm_loads)
 K_SPLIT_FILL = 256
+K_SPLIT_THREADS = 256 * 128
 # a split sums at least this many K steps (fewer and its partial-sum traffic outweighs its work)
 MIN_STEPS_PER_SPLIT = 4
 MAX_SPLITS = 16
@@ -134,7 +138,8 @@ def igemm_entry(manifest: Manifest, dev: Device, layout: str, geom: ConvGeometry
 def split_plan(dev: Device, entry: VariantEntry, geom: ConvGeometry, split_k: Any = None) -> SplitPlan:
     """S and the K words per split: `split_k` if given (clamped to the K steps there are), else 1 on a
     CPU or where the output tiles fill a GPU, else enough splits to fill it, each at least
-    MIN_STEPS_PER_SPLIT K steps long, and no more than one buffer holds the partial sums of."""
+    MIN_STEPS_PER_SPLIT K steps long, and no more than one buffer holds the partial sums of. Filled:
+    K_SPLIT_FILL workgroups, or K_SPLIT_THREADS invocations where that is fewer workgroups."""
     step = k_step(entry)
     K4 = geom.K4
     if split_k is not None:
@@ -146,9 +151,10 @@ def split_plan(dev: Device, entry: VariantEntry, geom: ConvGeometry, split_k: An
         wanted = 1
     else:
         tiles = _tiles(entry, geom)
+        fill = min(K_SPLIT_FILL, K_SPLIT_THREADS // math.prod(entry.local_size))
         room = int(dev.info.limits["maxStorageBufferRange"]) // _slice_bytes(geom)  # slices one buffer holds
-        wanted = 1 if tiles >= K_SPLIT_FILL else min(MAX_SPLITS, -(-K_SPLIT_FILL // tiles),
-                                                     max(1, -(-K4 // step) // MIN_STEPS_PER_SPLIT), room)
+        wanted = 1 if tiles >= fill else min(MAX_SPLITS, -(-fill // tiles),
+                                             max(1, -(-K4 // step) // MIN_STEPS_PER_SPLIT), room)
     if wanted <= 1:
         return SplitPlan(1, K4)
     steps = -(-K4 // step)

@@ -5,6 +5,7 @@ declines, bad arguments, the oracle against plain loops, and the GPU timing scri
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,6 +24,7 @@ from runtime.families.q8ta_igemm import oracle
 from runtime.families.q8ta_igemm.__main__ import main as timing_main
 from runtime.families.q8ta_igemm.op import (
     K_SPLIT_FILL,
+    K_SPLIT_THREADS,
     MIN_STEPS_PER_SPLIT,
     igemm_entry,
     k_step,
@@ -188,6 +190,22 @@ def test_split_plan_on_a_gpu_fills_it_and_keeps_whole_k_steps() -> None:
         assert (plan.splits > 1) == (tiles < K_SPLIT_FILL and -(-g.K4 // step) >= 2 * MIN_STEPS_PER_SPLIT), plan
     cpu = SimpleNamespace(info=SimpleNamespace(device_type="cpu"))
     assert split_plan(cpu, entry, geometry(call(C_in=512)), None).splits == 1  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("bm", "bn", "subgroups", "splits"), [
+    (32, 64, 4, (2, 3, 1)),  # 196, 104 and 392 output tiles against 256 workgroups
+    (64, 64, 8, (2, 3, 1)),  # 100, 56 and 196 against 128 (256 invocations each: K_SPLIT_THREADS)
+])
+def test_split_plan_fills_with_fewer_large_workgroups(bm: int, bn: int, subgroups: int,
+                                                      splits: tuple[int, ...]) -> None:
+    entry = next(e for e in IGEMM if "coop" in e.axes and e.axes["block"] == {"bm": bm, "bn": bn})
+    assert math.prod(entry.local_size) == 32 * subgroups and K_SPLIT_THREADS == 128 * K_SPLIT_FILL
+    gpu = SimpleNamespace(info=SimpleNamespace(device_type="discrete-gpu", limits={"maxStorageBufferRange": 1 << 31}))
+    got = []
+    for c, hw in ((256, 14), (512, 7), (128, 28)):  # ResNet-50 res4, res5 and res3 3x3 convs at batch 8
+        g = conv_geometry((8, c, hw, hw), np.zeros((c, c, 3, 3), np.int8), stride=1, padding=1, dilation=1, groups=1)
+        got.append(split_plan(gpu, entry, g).splits)  # type: ignore[arg-type]
+    assert tuple(got) == splits
 
 
 def test_split_plan_keeps_the_partial_sums_in_one_buffer() -> None:
