@@ -43,7 +43,8 @@ ROLE = "igemm"
 # workgroup of these templates leaves room for a second one on each): K is then split to make more;
 # fewer for workgroups of more than K_SPLIT_THREADS / K_SPLIT_FILL invocations, which fill it sooner
 # (the 64 x 64 block of 8 subgroups on ResNet-50's 3x3 layers at batch 8, where S changed: 1.09-1.30x
-# faster at this S than at 256 workgroups' on an H200; bench/results/2026-12-03_nvidia-h200/experiments/igemm_loads)
+# faster at this S than at 256 workgroups' on an H200; bench/results/2026-12-03_nvidia-h200/experiments/
+# igemm_loads)
 K_SPLIT_FILL = 256
 K_SPLIT_THREADS = 256 * 128
 # a split sums at least this many K steps (fewer and its partial-sum traffic outweighs its work)
