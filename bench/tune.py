@@ -15,8 +15,11 @@ conv shape class (runtime.families.q8ta_igemm.selection.impl_class: kernel, stri
 channels split, power-of-two buckets of channel words, output channels and M) every such variant that
 reads 4w4c is timed and checked the same way, against the im2col + GEMM pair (the layer's fastest
 im2col plus its fastest GEMM, as timed above); the winner (a variant name, or "im2col+gemm") is
-recorded under the op key "conv2d_q8.impl", which q8ta_igemm's implementation reads. --batches times
-every layer at other batch sizes too (their classes differ by M).
+recorded under the op key "conv2d_q8.impl", which q8ta_igemm's implementation reads. The
+IGEMM_SPLIT_SWEEP fastest igemm variants of a layer that can split K are timed again at every other
+K split of SPLIT_LADDER (`name S=3`), so a class may record a variant at the split it ran fastest at
+(the choice {"variant": name, "split_k": "3"}). --batches times every layer at other batch sizes too
+(their classes differ by M).
 
 The cache: <build dir>/tuning/<device>.json (build/ or $SHADERKIT_BUILD), keyed by device name, vendor,
 driver and the manifest's digest (runtime/core/tuning.py); entries of other op keys or classes are kept.
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -54,12 +58,15 @@ from runtime.core.dispatch import Step
 from runtime.core.manifest import Manifest, VariantEntry, load_manifest
 from runtime.families.q8ta_conv2d.op import TUNING_KEYS
 from runtime.families.q8ta_dwconv import op as dwconv
-from runtime.families.q8ta_igemm.op import igemm_entry, igemm_step, split_plan, split_scratch
-from runtime.families.q8ta_igemm.selection import IMPL_KEY, PAIR, impl_class, prefer_igemm
+from runtime.families.q8ta_igemm.op import igemm_entry, igemm_step, split_counts, split_plan, split_scratch
+from runtime.families.q8ta_igemm.selection import IMPL_KEY, PAIR, impl_class, prefer_igemm, split_choice
+from runtime.oplib.conv import ConvGeometry
 from runtime.oplib.gemm_q8 import emulated
 from runtime.oplib.variants import input_layout_reason
 
 IMPL = "impl"  # the ClassResult role of conv2d_q8's implementations
+# igemm variants per layer (the fastest at split_plan's K split) timed at the other splits too
+IGEMM_SPLIT_SWEEP = 3
 CACHE_KEYS = {**TUNING_KEYS, IMPL: IMPL_KEY}
 
 DEFAULT_REPS = {"full": (5, 1), "quick": (3, 1), "micro": (2, 1)}
@@ -75,6 +82,9 @@ class ClassResult:
     seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # variant -> layer -> kernel seconds
     failed: dict[str, str] = field(default_factory=dict)  # variant -> first failure
     heuristic: dict[str, str] = field(default_factory=dict)  # layer -> the heuristic's variant
+    # what the cache records for a candidate timed under a label of its own (a variant at a forced
+    # K split); any other candidate is recorded by its name
+    choices: dict[str, tuning.Choice] = field(default_factory=dict)
     choice: str | None = None
     score: float | None = None  # geometric mean of the choice's time / the layer's best
 
@@ -126,11 +136,13 @@ class _Output(Protocol):
 
 
 def _time_candidates(b: Bench, result: ClassResult, layer: str, entries: list[VariantEntry],
-                     steps: Callable[[VariantEntry], list[Any]], rig: _Output) -> None:
-    """Time each entry's first step (its own pass), then run all its steps once and check the conv's output."""
+                     steps: Callable[[VariantEntry], list[Any]], rig: _Output, label: str | None = None) -> None:
+    """Time each entry's first step (its own pass), then run all its steps once and check the conv's
+    output; the results go under the entry's name, or `label` (for one entry timed in a forced setting)."""
     for entry in entries:
         if b.missing(entry) is not None:
             continue
+        name = label or entry.name
         try:
             seq = steps(entry)
             rig.poison()
@@ -138,11 +150,11 @@ def _time_candidates(b: Bench, result: ClassResult, layer: str, entries: list[Va
             b.dev.run(seq)
             check = rig.check()
         except Exception as exc:
-            result.failed.setdefault(entry.name, error_status(exc))
+            result.failed.setdefault(name, error_status(exc))
             continue
         if check.startswith("FAILED"):
-            result.failed.setdefault(entry.name, check)
-        result.seconds.setdefault(entry.name, {})[layer] = seconds
+            result.failed.setdefault(name, check)
+        result.seconds.setdefault(name, {})[layer] = seconds
 
 
 def _tune_layer(b: Bench, shape: ConvShape, results: dict[tuple[str, str], ClassResult],
@@ -212,16 +224,23 @@ def _tune_implementations(b: Bench, shape: ConvShape, rig: ConvRig, per_pass: di
     if None not in passes:
         result.seconds.setdefault(PAIR, {})[layer] = sum(t for t in passes if t is not None)
     depthwise = g.groups == g.C_in == g.C_out
+    igemms = [e for e in b.manifest.entries(role="igemm") if _reads_conv_layout(b, e)]
     with ExitStack() as stack:
 
-        def igemm(entry: VariantEntry) -> list[Step]:
-            plan = split_plan(b.dev, entry, g)
+        def igemm(entry: VariantEntry, splits: int | None = None) -> list[Step]:
+            plan = split_plan(b.dev, entry, g, splits)
             scratch = stack.enter_context(split_scratch(b.dev, entry, g, plan))
             return [rig.inputs.persist(igemm_step(b.dev, b.manifest, entry, rig.layout, g, rig.x_words, rig.w_words,
                                                   rig.wsum, rig.rq, rig.out, plan, scratch))]
 
-        _time_candidates(b, result, layer, [e for e in b.manifest.entries(role="igemm") if _reads_conv_layout(b, e)],
-                         igemm, rig)
+        _time_candidates(b, result, layer, igemms, igemm, rig)
+        for entry, s in _split_sweep(b, result, layer, g, igemms):
+            label = f"{entry.name} S={s}"
+            result.choices[label] = split_choice(entry.name, s)
+            if s == split_plan(b.dev, entry, g).splits:  # what the variant's own run timed: the class's
+                result.seconds.setdefault(label, {})[layer] = result.seconds[entry.name][layer]  # other layers
+            else:  # may take that split by rule, or another
+                _time_candidates(b, result, layer, [entry], functools.partial(igemm, splits=s), rig, label)
     heuristic = PAIR
     if depthwise:
         dw = _DwOutput(b, rig)
@@ -235,6 +254,17 @@ def _tune_implementations(b: Bench, shape: ConvShape, rig: ConvRig, per_pass: di
         heuristic = igemm_entry(b.manifest, b.dev, CONV_LAYOUT, g, "float32", None).name
     result.heuristic[layer] = heuristic
     return result.shape_class
+
+
+def _split_sweep(b: Bench, result: ClassResult, layer: str, g: ConvGeometry, igemms: list[VariantEntry]
+                 ) -> list[tuple[VariantEntry, int]]:
+    """(variant, K split) pairs of `layer` (of geometry `g`) to keep under `name S=k` labels: the
+    IGEMM_SPLIT_SWEEP fastest variants there that passed and can split, at every split of split_counts."""
+    timed = [(result.seconds[e.name][layer], e) for e in igemms
+             if e.name not in result.failed and layer in result.seconds.get(e.name, {})
+             and len(split_counts(b.dev, e, g)) > 1]
+    return [(entry, s) for _, entry in sorted(timed, key=lambda t: (t[0], t[1].name))[:IGEMM_SPLIT_SWEEP]
+            for s in split_counts(b.dev, entry, g)]
 
 
 def at_batches(layers: Sequence[ConvShape], batches: Sequence[int]) -> list[ConvShape]:
@@ -274,7 +304,7 @@ def write_cache(dev: Device, manifest: Manifest, results: Sequence[ClassResult])
     cache = tuning.load(dev, manifest).copy()
     for r in results:
         if r.choice is not None:
-            cache.record(CACHE_KEYS[r.role], r.shape_class, r.choice, **r.entry_detail())
+            cache.record(CACHE_KEYS[r.role], r.shape_class, r.choices.get(r.choice, r.choice), **r.entry_detail())
     return cache.save()
 
 

@@ -518,6 +518,37 @@ def test_tune_writes_a_cache_the_bench_and_the_op_use(tmp_path: Path, monkeypatc
     assert tuned["variant"].endswith(tuned["tuning"]["entries"]["gemm"])
 
 
+def test_tune_sweeps_the_k_split_of_the_fastest_igemm_variants() -> None:
+    from bench import tune
+    from runtime.families.q8ta_conv2d.op import conv_geometry
+    from runtime.families.q8ta_igemm.op import k_step, split_counts
+
+    dev, manifest = default_device(), load_manifest()
+    g = conv_geometry((1, 64, 9, 8), np.zeros((24, 64, 3, 3), np.int8), stride=1, padding=1, dilation=1, groups=1)
+    splitting = [e for e in manifest.entries(role="igemm") if k_step(e)][:5]
+    assert len(splitting) == 5
+    result = tune.ClassResult(tune.IMPL, "cls", shapes=["L"])
+    for i, e in enumerate(splitting):  # the first is the slowest, the second failed
+        result.seconds[e.name] = {"L": 1.0 / (i + 1)}
+    result.failed[splitting[1].name] = "FAILED: output differs"
+    pairs = tune._split_sweep(NS(dev=dev), result, "L", g, splitting)
+    fastest = [splitting[4], splitting[3], splitting[2]]
+    assert pairs == [(e, s) for e in fastest for s in split_counts(dev, e, g)]
+    assert all(len(split_counts(dev, e, g)) > 1 for e in fastest)  # 18 K steps: several splits each
+
+
+def test_tune_records_a_split_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import tune
+    from runtime.families.q8ta_igemm.selection import IMPL_KEY, split_choice
+
+    monkeypatch.setattr(tuning, "cache_path", lambda manifest, name: tmp_path / f"{tuning.slug(name)}.json")
+    result = tune.ClassResult(tune.IMPL, "cls", shapes=["L"], seconds={"v": {"L": 2.0}, "v S=3": {"L": 1.0}},
+                              choices={"v S=3": split_choice("v", 3)})
+    assert result.choose() == "v S=3"
+    path = tune.write_cache(default_device(), load_manifest(), [result])
+    assert json.loads(path.read_text())["entries"][IMPL_KEY]["cls"]["choice"] == {"variant": "v", "split_k": "3"}
+
+
 def test_warm_up_spins_the_heaviest_probe_that_runs_here() -> None:
     from bench.clocks import Spinner
     from bench.options import warm_up

@@ -8,6 +8,8 @@ keeps layers whose name holds it. GPU kernel times (timestamps, `reps` calls in 
 --warm-s spin of the device) of every igemm variant, of the im2col + GEMM pair conv2d_q8 picks and of
 that im2col with the fastest GEMM of a short screen (runtime/families/q8ta_igemm/timing.py); cuDNN's
 kernel time from bench/peer.py (torch.profiler, else CUDA-graph replay). Ratios > 1: igemm is faster.
+"pick": the igemm conv2d_q8 runs, the tuning cache's verdict at its K split where `python -m bench
+tune` recorded one for the layer's class (`name S=k`), else the op's own pick.
 --device: an index or a substring of the device name (default: $SHADERKIT_DEVICE, else the first
 discrete GPU, else lavapipe). Layers stop being started after --budget-s seconds. --layout: x's layout
 for every path (default 4w4c, conv2d_q8's; 4c is channels-last, as cuDNN's input is).
@@ -69,7 +71,7 @@ def _row(t: LayerTiming, cudnn: float | None) -> str:
     return (f"{t.layer.name:22} {_ms(best_s):>9} {_ms(pick_s):>9} {_ms(t.pair_s):>9} {_ms(t.best_pair_s):>9} "
             f"{_ratio(pair, best_s):>7} {_ms(cudnn):>9} {_ratio(cudnn, best_s):>7}  "
             f"{best[0] if best else '-'} (S={t.splits.get(best[0], 1) if best else '-'}) | "
-            f"{t.pair[0]} + {t.pair[1]} | best GEMM {t.best_gemm or '-'}")
+            f"{t.pair[0]} + {t.pair[1]} | best GEMM {t.best_gemm or '-'} | pick {t.igemm_pick or '-'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'layer':22} {'igemm ms':>9} {'pick ms':>9} {'pair ms':>9} {'best ms':>9} {'pair/ig':>7} "
               f"{'cuDNN ms':>9} {'cuDNN/ig':>7}  fastest igemm | conv2d_q8's im2col + GEMM | fastest GEMM",
               flush=True)
-        ratios = []
+        ratios: list[float] = []
+        pick_ratios: list[float] = []
         for i, layer in enumerate(layers):
             if time.perf_counter() - start > args.budget_s:
                 print(f"time budget spent: {len(layers) - i} layer(s) not timed")
@@ -119,13 +122,16 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"    {_ms(seconds):>9} ms  {name} (S={t.splits.get(name, 1)})")
             for name, why in sorted(t.failed.items()):
                 print(f"    failed: {name}: {why}")
-            best = t.best_igemm
+            best, pick_s = t.best_igemm, t.igemm.get(t.igemm_pick)
             if cudnn and best:
                 ratios.append(cudnn / best[1])
-        if ratios:
-            geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
-            print(f"cuDNN / igemm: geometric mean {geo:.2f}x, lowest {min(ratios):.2f}x over {len(ratios)} layers "
-                  f"(target >= 1.0x on every one)")
+            if cudnn and pick_s:
+                pick_ratios.append(cudnn / pick_s)
+        for what, got in (("igemm", ratios), ("conv2d_q8's igemm pick", pick_ratios)):
+            if got:
+                geo = math.exp(sum(math.log(r) for r in got) / len(got))
+                print(f"cuDNN / {what}: geometric mean {geo:.2f}x, lowest {min(got):.2f}x over {len(got)} layers "
+                      f"(target >= 1.0x on every one)")
     print(f"({time.perf_counter() - start:.0f} s)")
     return 0
 

@@ -50,6 +50,9 @@ K_SPLIT_THREADS = 256 * 128
 # a split sums at least this many K steps (fewer and its partial-sum traffic outweighs its work)
 MIN_STEPS_PER_SPLIT = 4
 MAX_SPLITS = 16
+# the split counts `bench tune` times besides split_plan's own (split_counts): one wave of workgroups
+# more or fewer changes the time by up to 1.24x where the rule's fill lands between waves
+SPLIT_LADDER = (1, 2, 3, 4, 6, 8, 12, 16)
 # The tensor-core block preferred by conv size (without a tuning cache's verdict), after the sweeps of
 # bench/results/2026-12-03_nvidia-h200/experiments/igemm_loads on ResNet-50's 3x3 layers (H200):
 # below SMALL_CONV_MACS multiply-adds the smallest block (most workgroups: every batch-1 layer, 116 M
@@ -98,6 +101,11 @@ def _slice_bytes(geom: ConvGeometry) -> int:
     return 16 * geom.groups * geom.M * geom.OCg4
 
 
+def _room(dev: Device, geom: ConvGeometry) -> int:
+    """Splits whose partial sums one buffer holds (at least 1)."""
+    return max(1, int(dev.info.limits["maxStorageBufferRange"]) // _slice_bytes(geom))
+
+
 def k_step(entry: VariantEntry) -> int:
     """The K step (words) of a template that can split K; 0 for one that cannot."""
     return int(entry.declared.get("IGEMM_K_STEP", 0))
@@ -137,10 +145,11 @@ def igemm_entry(manifest: Manifest, dev: Device, layout: str, geom: ConvGeometry
 
 
 def split_plan(dev: Device, entry: VariantEntry, geom: ConvGeometry, split_k: Any = None) -> SplitPlan:
-    """S and the K words per split: `split_k` if given (clamped to the K steps there are), else 1 on a
-    CPU or where the output tiles fill a GPU, else enough splits to fill it, each at least
-    MIN_STEPS_PER_SPLIT K steps long, and no more than one buffer holds the partial sums of. Filled:
-    K_SPLIT_FILL workgroups, or K_SPLIT_THREADS invocations where that is fewer workgroups."""
+    """S and the K words per split: `split_k` if given (clamped to the K steps there are and to the
+    partial sums one buffer holds), else 1 on a CPU or where the output tiles fill a GPU, else enough
+    splits to fill it, each at least MIN_STEPS_PER_SPLIT K steps long, and no more than one buffer
+    holds the partial sums of. Filled: K_SPLIT_FILL workgroups, or K_SPLIT_THREADS invocations where
+    that is fewer workgroups."""
     step = k_step(entry)
     K4 = geom.K4
     if split_k is not None:
@@ -148,19 +157,28 @@ def split_plan(dev: Device, entry: VariantEntry, geom: ConvGeometry, split_k: An
         if wanted > 1 and not step:
             raise ValueError(f"split_k={split_k!r}: variant {entry.name!r} cannot split K (it declares no "
                              "IGEMM_K_STEP); use a staged variant or split_k=None")
+        wanted = min(wanted, _room(dev, geom)) if wanted > 1 else 1
     elif not step or dev.info.device_type == "cpu":
         wanted = 1
     else:
         tiles = _tiles(entry, geom)
         fill = min(K_SPLIT_FILL, K_SPLIT_THREADS // math.prod(entry.local_size))
-        room = int(dev.info.limits["maxStorageBufferRange"]) // _slice_bytes(geom)  # slices one buffer holds
         wanted = 1 if tiles >= fill else min(MAX_SPLITS, -(-fill // tiles),
-                                             max(1, -(-K4 // step) // MIN_STEPS_PER_SPLIT), room)
+                                             max(1, -(-K4 // step) // MIN_STEPS_PER_SPLIT), _room(dev, geom))
     if wanted <= 1:
         return SplitPlan(1, K4)
     steps = -(-K4 // step)
     per_split = -(-steps // min(wanted, steps)) * step
     return SplitPlan(-(-K4 // per_split), per_split)
+
+
+def split_counts(dev: Device, entry: VariantEntry, geom: ConvGeometry) -> list[int]:
+    """The K split counts worth timing for this conv (`bench tune` sweeps them): those of SPLIT_LADDER
+    as split_plan makes them (clamped to the K steps there are and to one buffer's partial sums); [1]
+    for a variant that cannot split."""
+    if not k_step(entry):
+        return [1]
+    return sorted({split_plan(dev, entry, geom, s).splits for s in SPLIT_LADDER})
 
 
 @contextmanager

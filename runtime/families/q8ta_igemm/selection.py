@@ -3,14 +3,16 @@ else a heuristic. This is the family's ``implements["conv2d_q8"]`` entry.
 
 The cache (runtime/core/tuning.py, written by `python -m bench tune`) holds, under the op key
 :data:`IMPL_KEY`, one entry per conv shape class (:func:`impl_class`) whose choice names what ran
-fastest there: an igemm variant, a dwconv variant, or :data:`PAIR` (conv2d_q8's own im2col + GEMM).
-An igemm variant: this family serves the call (with that variant where it reads the call's layout);
-anything else: it declines. Without an entry, :func:`prefer_igemm` decides.
+fastest there: an igemm variant, a dwconv variant, or :data:`PAIR` (conv2d_q8's own im2col + GEMM);
+an igemm variant timed at a K split other than split_plan's is ``{"variant": name, "split_k": "S"}``.
+An igemm variant: this family serves the call (with that variant, at that split, where it reads the
+call's layout); anything else: it declines. Without an entry, :func:`prefer_igemm` decides.
 """
 
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,10 +27,11 @@ from runtime.families.q8ta_conv2d.op import DEFAULT_LAYOUT, conv_geometry
 from runtime.oplib.conv import ConvGeometry, device_of
 from runtime.oplib.variants import input_layout_reason
 
-from .op import ROLE, igemm_conv2d_q8
+from .op import ROLE, igemm_conv2d_q8, run_igemm_conv2d_q8
 
 IMPL_KEY = "conv2d_q8.impl"  # tuning-cache op key: which implementation of conv2d_q8 wins per class
 PAIR = "im2col+gemm"  # the choice naming conv2d_q8's own two passes
+SPLIT = "split_k"  # the key of a choice's K split (and run_igemm_conv2d_q8's argument for it)
 # the staged templates' K step is 8 words = 32 channels: with channels per group a multiple of it a
 # step stays inside one tap (one bounds test per pixel per step); fewer and every word is tested
 ONE_TAP_CHANNELS = 32
@@ -56,10 +59,23 @@ def impl_class(geom: ConvGeometry) -> str:
             f"OCg~{_bucket(geom.OCg)} M~{_bucket(geom.M)}")
 
 
-def tuned_choice(dev: Device, manifest: Manifest, geom: ConvGeometry) -> str | None:
-    """The cache's verdict for this conv's class (a variant name or PAIR), or None without one."""
+def split_choice(variant: str, splits: int) -> dict[str, str]:
+    """The cache's choice of `variant` at `splits` K splits."""
+    return {"variant": variant, SPLIT: str(splits)}
+
+
+def tuned_choice(dev: Device, manifest: Manifest, geom: ConvGeometry) -> tuple[str, int | None] | None:
+    """The cache's verdict for this conv's class: (a variant name or PAIR, the K split it was fastest at,
+    None for split_plan's own), or None without one (or with a choice this module cannot read: warned)."""
     choice = tuning.lookup(dev, manifest, IMPL_KEY, impl_class(geom))
-    return choice if isinstance(choice, str) else None
+    if choice is None or isinstance(choice, str):
+        return None if choice is None else (choice, None)
+    split = choice.get(SPLIT, "")
+    if set(choice) != {"variant", SPLIT} or not split.isdecimal() or int(split) < 1:
+        warnings.warn(f"tuning cache: {IMPL_KEY}/{impl_class(geom)}: choice {choice!r} is not a variant name nor "
+                      f"{{'variant': name, '{SPLIT}': 'S >= 1'}}; ignored (rerun `make tune`)", stacklevel=3)
+        return None
+    return choice["variant"], int(split)
 
 
 def _fits(dev: Device, manifest: Manifest, name: str, layout: str) -> bool:
@@ -130,14 +146,16 @@ def conv2d_q8_igemm(x: Any, weight: Any, w_scales: Any, bias: Any, **kwargs: Any
     if dev.closed:
         return NotImplemented
     manifest = load_manifest()
-    choice = tuned_choice(dev, manifest, geom)
-    if choice is None:
+    verdict = tuned_choice(dev, manifest, geom)
+    variant: str | None = None
+    split: int | None = None
+    if verdict is None:
         if not prefer_igemm(dev, manifest, geom):
             return NotImplemented
-        variant = None
-    elif manifest.variants.get(choice) is not None and manifest.variants[choice].role == ROLE:
+    elif manifest.variants.get(verdict[0]) is not None and manifest.variants[verdict[0]].role == ROLE:
         layout = x.layout.name if isinstance(x, Packed) else kwargs.get("input_layout") or DEFAULT_LAYOUT
-        variant = choice if _fits(dev, manifest, choice, str(layout)) else None
+        if _fits(dev, manifest, verdict[0], str(layout)):
+            variant, split = verdict  # the split was timed with that variant only
     else:
         return NotImplemented
-    return igemm_conv2d_q8(x, weight, w_scales, bias, variant=variant, **kwargs)
+    return run_igemm_conv2d_q8(x, weight, w_scales, bias, variant=variant, split_k=split, **kwargs).result

@@ -4,9 +4,10 @@ Every path runs on device-resident inputs (x packed in the caller's layout, by d
 conv2d_q8's; packed weights, sums, scales uploaded once) and is timed as `reps` back-to-back calls in
 one command buffer, each dispatch bracketed by timestamps (an idle GPU drops its clock between
 submits; one submit keeps it up). Timed per layer: every igemm variant that runs on the device (K
-split as the op would), the (im2col, GEMM) pair conv2d_q8 picks, and that im2col with the GEMM variant
-that was fastest in a short screen of all of them. Every output is checked against the pair's (+-1:
-both requantize in float32).
+split as the op would), the tuning cache's igemm verdict at the K split it records (where the cache
+has one, under the label `name S=k`: what conv2d_q8 runs then), the (im2col, GEMM) pair conv2d_q8
+picks, and that im2col with the GEMM variant that was fastest in a short screen of all of them. Every
+output is checked against the pair's (+-1: both requantize in float32).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from runtime.oplib.requant import Requant, check_requant
 from runtime.oplib.variants import input_layout_reason
 
 from .op import ROLE, igemm_entry, igemm_step, split_plan, split_scratch
+from .selection import tuned_choice
 
 SCREEN_REPS = 3  # timed calls per GEMM variant in the screen for the fastest one
 
@@ -105,9 +107,11 @@ class LayerTiming:
     """Median kernel seconds of each path on one layer, and what failed."""
 
     layer: ConvLayer
-    igemm: dict[str, float] = field(default_factory=dict)  # variant -> seconds
-    igemm_pick: str = ""  # what igemm_conv2d_q8 picks with no variant forced
-    splits: dict[str, int] = field(default_factory=dict)  # variant -> S
+    igemm: dict[str, float] = field(default_factory=dict)  # variant (or `name S=k`) -> seconds
+    # what conv2d_q8's implicit GEMM runs: the tuning cache's verdict (`name S=k` where it records a K
+    # split), else what igemm_conv2d_q8 picks with no variant forced
+    igemm_pick: str = ""
+    splits: dict[str, int] = field(default_factory=dict)  # variant (or `name S=k`) -> S
     pair: tuple[str, str] = ("", "")  # conv2d_q8's (im2col, GEMM)
     pair_s: float | None = None
     best_gemm: str = ""
@@ -157,8 +161,8 @@ class _Rig:
         buffers = {k: self.upload(v) if isinstance(v, np.ndarray) else v for k, v in step.buffers.items()}
         return Step(step.pipeline, buffers, step.push, step.groups)
 
-    def igemm(self, entry: VariantEntry) -> tuple[Step, int]:
-        plan = split_plan(self.dev, entry, self.geom)
+    def igemm(self, entry: VariantEntry, split_k: int | None = None) -> tuple[Step, int]:
+        plan = split_plan(self.dev, entry, self.geom, split_k)
         scratch = self.stack.enter_context(split_scratch(self.dev, entry, self.geom, plan))
         step = igemm_step(self.dev, self.manifest, entry, self.layout, self.geom, self.x, self.w, self.wsum,
                           self.rq, self.out, plan, scratch)
@@ -200,9 +204,14 @@ def time_layer(dev: Device, layer: ConvLayer, reps: int, *, screen: bool = True,
         rig = _Rig(dev, manifest, layer, stack, layout)
         t.pair = rig.pair
         t.igemm_pick = igemm_entry(manifest, dev, layout, rig.geom, "float32", None).name
+        runnable = [e for e in runnable_variants(dev, manifest, ROLE) if input_layout_reason(e.axes, layout) is None]
         paths: dict[str, Callable[[], list[Step]]] = {
-            e.name: partial(_igemm, t, rig, e) for e in runnable_variants(dev, manifest, ROLE)
-            if keep(e.name) and input_layout_reason(e.axes, layout) is None}
+            e.name: partial(_igemm, t, rig, e, e.name) for e in runnable if keep(e.name)}
+        verdict = tuned_choice(dev, manifest, rig.geom)
+        if verdict is not None and verdict[0] in {e.name for e in runnable}:
+            name, split = verdict
+            t.igemm_pick = name if split is None else f"{name} S={split}"
+            paths.setdefault(t.igemm_pick, partial(_igemm, t, rig, manifest.variant(name), t.igemm_pick, split))
         paths[PAIR] = partial(rig.pair_steps, *t.pair)
         if screen:  # a few calls of every GEMM after the pair's im2col; the fastest one joins the paths
             screened = _time_all(t, rig, {e.name: partial(rig.pair_steps, t.pair[0], e.name)
@@ -219,8 +228,8 @@ def time_layer(dev: Device, layer: ConvLayer, reps: int, *, screen: bool = True,
 PAIR, BEST_PAIR = "im2col+gemm", "im2col+best-gemm"
 
 
-def _igemm(t: LayerTiming, rig: _Rig, entry: VariantEntry) -> list[Step]:
-    step, t.splits[entry.name] = rig.igemm(entry)
+def _igemm(t: LayerTiming, rig: _Rig, entry: VariantEntry, label: str, split_k: int | None = None) -> list[Step]:
+    step, t.splits[label] = rig.igemm(entry, split_k)
     return [step]
 
 

@@ -20,15 +20,17 @@ from runtime.core.device import Device, default_device
 from runtime.core.manifest import load_manifest
 from runtime.core.registry import implementations
 from runtime.families.q8ta_conv2d.op import conv_geometry, run_conv2d_q8
-from runtime.families.q8ta_igemm import oracle
+from runtime.families.q8ta_igemm import oracle, selection
 from runtime.families.q8ta_igemm.__main__ import main as timing_main
 from runtime.families.q8ta_igemm.op import (
     K_SPLIT_FILL,
     K_SPLIT_THREADS,
     MIN_STEPS_PER_SPLIT,
+    SPLIT_LADDER,
     igemm_entry,
     k_step,
     run_igemm_conv2d_q8,
+    split_counts,
     split_plan,
 )
 from runtime.families.q8ta_igemm.selection import (
@@ -37,6 +39,7 @@ from runtime.families.q8ta_igemm.selection import (
     conv2d_q8_igemm,
     impl_class,
     prefer_igemm,
+    split_choice,
 )
 from runtime.families.q8ta_igemm.timing import ConvLayer, time_layer
 from tests.fake_gpu import H100_LIMITS
@@ -93,7 +96,7 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def record_verdict(kw: Kwargs, choice: str) -> None:
+def record_verdict(kw: Kwargs, choice: tuning.Choice) -> None:
     dev = default_device()
     cache = tuning.load(dev, MANIFEST).copy()
     cache.record(IMPL_KEY, impl_class(geometry(kw)), choice)
@@ -218,6 +221,22 @@ def test_split_plan_keeps_the_partial_sums_in_one_buffer() -> None:
         assert split_plan(gpu, entry, g).splits == room  # type: ignore[arg-type]
 
 
+def test_split_counts_are_the_ladder_as_split_plan_makes_them() -> None:
+    entry = MANIFEST.variant(STAGED)
+    g = geometry(call(C_in=64, C_out=24))  # 144 K words: 18 steps of 8
+    gpu = SimpleNamespace(info=SimpleNamespace(device_type="discrete-gpu", limits={"maxStorageBufferRange": 1 << 31}))
+    counts = split_counts(gpu, entry, g)  # type: ignore[arg-type]
+    assert counts == [1, 2, 3, 4, 6, 9]  # 8 and 12 splits of 18 steps are 6 and 9 of whole steps
+    assert counts == sorted({split_plan(gpu, entry, g, s).splits for s in SPLIT_LADDER})  # type: ignore[arg-type]
+    assert all(split_plan(gpu, entry, g, s).splits == s for s in counts)  # type: ignore[arg-type]
+    assert split_counts(gpu, MANIFEST.variant(UNSTAGED), g) == [1]  # type: ignore[arg-type]
+    slice_bytes = 16 * g.groups * g.M * g.OCg4
+    tight = SimpleNamespace(info=SimpleNamespace(device_type="discrete-gpu",
+                                                 limits={"maxStorageBufferRange": 3 * slice_bytes + 15}))
+    assert split_counts(tight, entry, g) == [1, 2, 3]  # type: ignore[arg-type]
+    assert split_plan(tight, entry, g, 9).splits == 3  # type: ignore[arg-type]  # a forced split too
+
+
 # --- conv2d_q8 routing ---------------------------------------------------------------------------
 
 
@@ -231,6 +250,56 @@ def test_cached_verdict_routes_conv2d_q8_here(cache_dir: Path, dispatched: list[
     out = runtime.conv2d_q8(**kw)
     assert dispatched == [STAGED]
     assert_close(out, run_conv2d_q8(**kw).output)
+    assert_close(out, reference(kw))
+
+
+@pytest.fixture
+def igemm_runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """(variant, K splits) of each implicit GEMM conv2d_q8 routes here."""
+    runs: list[tuple[str, int]] = []
+    real = selection.run_igemm_conv2d_q8
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        run = real(*args, **kwargs)
+        runs.append((run.variant, run.splits))
+        return run
+
+    monkeypatch.setattr(selection, "run_igemm_conv2d_q8", spy)
+    return runs
+
+
+def test_cached_split_runs_with_its_variant(cache_dir: Path, igemm_runs: list[tuple[str, int]]) -> None:
+    kw = call(C_in=64, C_out=24)
+    record_verdict(kw, split_choice(STAGED, 3))
+    out = runtime.conv2d_q8(**kw)
+    assert igemm_runs == [(STAGED, 3)]
+    assert_close(out, reference(kw))
+
+
+def test_cached_split_of_a_variant_that_does_not_fit_is_dropped(cache_dir: Path,
+                                                                igemm_runs: list[tuple[str, int]]) -> None:
+    kw = call(C_in=64, C_out=24)
+    record_verdict(kw, split_choice(OTHER_LAYOUT, 3))  # reads 4c; the call packs x in 4w4c
+    runtime.conv2d_q8(**kw)
+    (variant, splits), = igemm_runs
+    entry = MANIFEST.variant(variant)
+    assert variant != OTHER_LAYOUT and splits == split_plan(default_device(), entry, geometry(kw)).splits
+
+
+@pytest.mark.parametrize("choice", [
+    {"variant": STAGED},
+    {"variant": STAGED, "split_k": "0"},
+    {"variant": STAGED, "split_k": "two"},
+    {"variant": STAGED, "split_k": "2", "block": "32x32"},
+])
+def test_unreadable_split_choice_is_warned_and_ignored(choice: dict[str, str], cache_dir: Path,
+                                                       dispatched: list[str]) -> None:
+    kw = call()
+    record_verdict(kw, choice)
+    with pytest.warns(UserWarning, match=r"conv2d_q8\.impl.*ignored"):
+        out = runtime.conv2d_q8(**kw)
+    heuristic = ["igemm"] if prefer_igemm(default_device(), MANIFEST, geometry(kw)) else ["im2col", "gemm"]
+    assert roles(dispatched) == heuristic
     assert_close(out, reference(kw))
 
 
@@ -423,6 +492,16 @@ def test_time_layer_times_both_paths_and_checks_them() -> None:
     assert not t.failed, t.failed
     assert set(t.igemm) == {STAGED, UNSTAGED} and t.pair_s and t.pair_s > 0
     assert t.best_igemm is not None and t.igemm_pick
+
+
+def test_time_layer_times_the_tuned_pick_at_its_split(cache_dir: Path) -> None:
+    layer = ConvLayer("test.c32@5", 1, 32, 5, 32)
+    kw = {**call(C_in=32, C_out=32), "x": np.zeros((1, 32, 5, 5), np.int8)}  # the layer's shape: its class
+    record_verdict(kw, split_choice(STAGED, 2))
+    t = time_layer(default_device(), layer, 1, screen=False, keep=lambda name: name == UNSTAGED)
+    assert not t.failed, t.failed
+    assert t.igemm_pick == f"{STAGED} S=2" and t.splits[t.igemm_pick] == 2
+    assert set(t.igemm) == {UNSTAGED, t.igemm_pick}  # timed though `keep` leaves the variant out
 
 
 def test_timing_script_runs_a_layer(capsys: pytest.CaptureFixture[str]) -> None:
