@@ -109,6 +109,8 @@ RESNET50 = [
     _conv("rn50.res4.3x3", 256, 14, 256, 3),
     _conv("rn50.res5.3x3", 512, 7, 512, 3),
     _conv("rn50.res3.3x3s2", 128, 56, 128, 3, 2),  # first block of a stage: strided 3x3
+    _conv("rn50.res4.3x3s2", 256, 28, 256, 3, 2),
+    _conv("rn50.res5.3x3s2", 512, 14, 512, 3, 2),
     _conv("rn50.res2.reduce1x1", 256, 56, 64, 1),
     _conv("rn50.res2.proj1x1", 64, 56, 256, 1),
     _conv("rn50.res3.proj1x1s2", 256, 56, 512, 1, 2),
