@@ -260,11 +260,11 @@ def _split_sweep(b: Bench, result: ClassResult, layer: str, g: ConvGeometry, ige
                  ) -> list[tuple[VariantEntry, int]]:
     """(variant, K split) pairs of `layer` (of geometry `g`) to keep under `name S=k` labels: the
     IGEMM_SPLIT_SWEEP fastest variants there that passed and can split, at every split of split_counts."""
+    counts = {e.name: split_counts(b.dev, e, g) for e in igemms}
     timed = [(result.seconds[e.name][layer], e) for e in igemms
-             if e.name not in result.failed and layer in result.seconds.get(e.name, {})
-             and len(split_counts(b.dev, e, g)) > 1]
+             if e.name not in result.failed and layer in result.seconds.get(e.name, {}) and len(counts[e.name]) > 1]
     return [(entry, s) for _, entry in sorted(timed, key=lambda t: (t[0], t[1].name))[:IGEMM_SPLIT_SWEEP]
-            for s in split_counts(b.dev, entry, g)]
+            for s in counts[entry.name]]
 
 
 def at_batches(layers: Sequence[ConvShape], batches: Sequence[int]) -> list[ConvShape]:

@@ -157,7 +157,7 @@ def split_plan(dev: Device, entry: VariantEntry, geom: ConvGeometry, split_k: An
         if wanted > 1 and not step:
             raise ValueError(f"split_k={split_k!r}: variant {entry.name!r} cannot split K (it declares no "
                              "IGEMM_K_STEP); use a staged variant or split_k=None")
-        wanted = min(wanted, _room(dev, geom)) if wanted > 1 else 1
+        wanted = min(wanted, _room(dev, geom))
     elif not step or dev.info.device_type == "cpu":
         wanted = 1
     else:

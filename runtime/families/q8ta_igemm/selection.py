@@ -78,7 +78,9 @@ def tuned_choice(dev: Device, manifest: Manifest, geom: ConvGeometry) -> tuple[s
     return choice["variant"], int(split)
 
 
-def _fits(dev: Device, manifest: Manifest, name: str, layout: str) -> bool:
+def serves(dev: Device, manifest: Manifest, name: str, layout: str) -> bool:
+    """Whether igemm variant `name` can serve a call with x in `layout` on `dev` (a cache verdict is
+    run only where it can)."""
     entry = manifest.variants.get(name)
     return (entry is not None and entry.role == ROLE and input_layout_reason(entry.axes, layout) is None
             and unrunnable(entry, dev) is None)
@@ -154,7 +156,7 @@ def conv2d_q8_igemm(x: Any, weight: Any, w_scales: Any, bias: Any, **kwargs: Any
             return NotImplemented
     elif manifest.variants.get(verdict[0]) is not None and manifest.variants[verdict[0]].role == ROLE:
         layout = x.layout.name if isinstance(x, Packed) else kwargs.get("input_layout") or DEFAULT_LAYOUT
-        if _fits(dev, manifest, verdict[0], str(layout)):
+        if serves(dev, manifest, verdict[0], str(layout)):
             variant, split = verdict  # the split was timed with that variant only
     else:
         return NotImplemented

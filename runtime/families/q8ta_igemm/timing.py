@@ -42,7 +42,7 @@ from runtime.oplib.requant import Requant, check_requant
 from runtime.oplib.variants import input_layout_reason
 
 from .op import ROLE, igemm_entry, igemm_step, split_plan, split_scratch
-from .selection import tuned_choice
+from .selection import serves, tuned_choice
 
 SCREEN_REPS = 3  # timed calls per GEMM variant in the screen for the fastest one
 
@@ -204,11 +204,11 @@ def time_layer(dev: Device, layer: ConvLayer, reps: int, *, screen: bool = True,
         rig = _Rig(dev, manifest, layer, stack, layout)
         t.pair = rig.pair
         t.igemm_pick = igemm_entry(manifest, dev, layout, rig.geom, "float32", None).name
-        runnable = [e for e in runnable_variants(dev, manifest, ROLE) if input_layout_reason(e.axes, layout) is None]
         paths: dict[str, Callable[[], list[Step]]] = {
-            e.name: partial(_igemm, t, rig, e, e.name) for e in runnable if keep(e.name)}
+            e.name: partial(_igemm, t, rig, e, e.name) for e in runnable_variants(dev, manifest, ROLE)
+            if keep(e.name) and input_layout_reason(e.axes, layout) is None}
         verdict = tuned_choice(dev, manifest, rig.geom)
-        if verdict is not None and verdict[0] in {e.name for e in runnable}:
+        if verdict is not None and serves(dev, manifest, verdict[0], layout):
             name, split = verdict
             t.igemm_pick = name if split is None else f"{name} S={split}"
             paths.setdefault(t.igemm_pick, partial(_igemm, t, rig, manifest.variant(name), t.igemm_pick, split))
