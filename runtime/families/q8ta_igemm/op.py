@@ -111,6 +111,16 @@ def k_step(entry: VariantEntry) -> int:
     return int(entry.declared.get("IGEMM_K_STEP", 0))
 
 
+def gather_facts(entry: VariantEntry, geom: ConvGeometry) -> int | None:
+    """The GATHER_FACTS specialization of a gathering variant (templates/include/conv_gather.glsl.j2):
+    bit 0 every K step lies in one tap, bit 1 every group starts on a channel word; None for a
+    variant without it, or one whose K step is not declared (its gather then tests at run time)."""
+    step = k_step(entry)
+    if entry.spec_constant("GATHER_FACTS") is None or step <= 0:
+        return None
+    return int(geom.Cg4 % step == 0) | int(geom.groups == 1 or geom.Cg % 4 == 0) << 1
+
+
 def igemm_entry(manifest: Manifest, dev: Device, layout: str, geom: ConvGeometry, scales: str,
                 forced: str | None) -> VariantEntry:
     """The variant for x in `layout`, this conv's sizes and scales stored as `scales`; `forced` names one."""
@@ -221,6 +231,9 @@ def igemm_step(dev: Device, manifest: Manifest, entry: VariantEntry, layout: Lay
     spec, buffers = requant_bindings(manifest, entry, rq, out, x_data, entry_weights(entry, w_words, g), wsum,
                                      layout=layout, shape=(g.N, g.C_in, g.H, g.W))
     buffers.update(scratch)
+    facts = gather_facts(entry, g)
+    if facts is not None:
+        spec["GATHER_FACTS"] = facts
     push = {
         "dims": (g.M, g.M4, g.K4, g.OCg),
         **requant_push(rq, g.OCg4, g.groups),

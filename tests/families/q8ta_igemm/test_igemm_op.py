@@ -19,7 +19,9 @@ from runtime.core import tuning
 from runtime.core.device import Device, default_device
 from runtime.core.manifest import load_manifest
 from runtime.core.registry import implementations
+from runtime.core.select import unrunnable
 from runtime.families.q8ta_conv2d.op import conv_geometry, run_conv2d_q8
+from runtime.families.q8ta_igemm import op as igemm_op
 from runtime.families.q8ta_igemm import oracle, selection
 from runtime.families.q8ta_igemm.__main__ import main as timing_main
 from runtime.families.q8ta_igemm.op import (
@@ -27,6 +29,7 @@ from runtime.families.q8ta_igemm.op import (
     K_SPLIT_THREADS,
     MIN_STEPS_PER_SPLIT,
     SPLIT_LADDER,
+    gather_facts,
     igemm_entry,
     k_step,
     run_igemm_conv2d_q8,
@@ -164,6 +167,44 @@ def test_float16_scales_are_served_by_float32_storage() -> None:
 def test_guard_bands_timestamps_and_garbage() -> None:
     run = run_igemm_conv2d_q8(**call(), guard=True, timestamps=True, pad_garbage=np.random.default_rng(0))
     assert run.seconds is not None and len(run.seconds) == 1 and run.seconds[0] > 0
+
+
+# --- the gather's specialization -----------------------------------------------------------------
+
+GATHERING = [e.name for e in IGEMM if k_step(e) and e.spec_constant("GATHER_FACTS") is not None]
+
+
+def facts_call(kc: int, one_tap: bool, whole: bool) -> Kwargs:
+    """A grouped conv whose K steps of `kc` words do (not) lie in one tap and whose groups do (not)
+    start on channel words."""
+    cg = 4 * kc - (0 if whole else 2) if one_tap else (5 if not whole else 4 * kc + 4)
+    groups = 2 if not whole else 1
+    return call(C_in=cg * groups, C_out=6, groups=groups, seed=cg)
+
+
+def test_gather_facts_follow_the_geometry() -> None:
+    entry = MANIFEST.variant(GATHERING[0])
+    kc = k_step(entry)
+    for one_tap, whole in itertools.product((False, True), repeat=2):
+        facts = gather_facts(entry, geometry(facts_call(kc, one_tap, whole)))
+        assert facts == int(one_tap) | int(whole) << 1, (one_tap, whole)
+    assert gather_facts(MANIFEST.variant(UNSTAGED), geometry(call())) is None
+
+
+@pytest.mark.parametrize("name", GATHERING)
+def test_specialized_gather_matches_the_tested_one(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = MANIFEST.variant(name)
+    if reason := unrunnable(entry, default_device()):
+        pytest.skip(f"{name}: {reason}")
+    layout = entry.axes["input_layout"]
+    for one_tap, whole in itertools.product((False, True), repeat=2):
+        kw = {**facts_call(k_step(entry), one_tap, whole), **({} if layout == "generic" else {"input_layout": layout})}
+        specialized = run_igemm_conv2d_q8(**kw, variant=name).output
+        with monkeypatch.context() as m:
+            m.setattr(igemm_op, "gather_facts", lambda entry, geom: None)  # GATHER_FACTS -1: tested per step
+            tested = run_igemm_conv2d_q8(**kw, variant=name).output
+        assert np.array_equal(specialized, tested), (name, one_tap, whole)
+        assert_close(specialized, reference(kw))
 
 
 # --- the K split ---------------------------------------------------------------------------------
