@@ -209,16 +209,27 @@ def split_scratch(dev: Device, entry: VariantEntry, geom: ConvGeometry, plan: Sp
         yield {7: part, 8: count}
 
 
+def _weight_element(entry: VariantEntry) -> int:
+    """Bytes per element of `entry`'s weights binding: 4 (a k-word) or 16 (4 k-words of a column)."""
+    size = entry.binding(2).element_size
+    if size not in (4, 16):
+        raise ValueError(f"{entry.name}: weights binding of {size}-byte elements; the igemm formats are 4 and 16")
+    return size
+
+
+def entry_weight_bytes(entry: VariantEntry, geom: ConvGeometry) -> int:
+    """The size of entry_weights' result, without packing the weights (for the limit check)."""
+    size = _weight_element(entry)
+    return size * geom.groups * -(-4 * geom.K4 // size) * geom.OCg
+
+
 def entry_weights(entry: VariantEntry, w_words: np.ndarray, geom: ConvGeometry) -> np.ndarray:
     """pack_weights_q8's [G][K4][OCg] words in the format `entry` reads: as they are where its weights
     binding holds ints, 16-byte elements of 4 k-words (gemm_formats.interleave_k_words) where it holds
     ivec4 (the interface of templates/include/igemm_q8.glsl.j2)."""
-    size = entry.binding(2).element_size
-    if size == 4:
+    if _weight_element(entry) == 4:
         return w_words
-    if size == 16:
-        return interleave_k_words(w_words, geom.groups, geom.K4, geom.OCg)
-    raise ValueError(f"{entry.name}: weights binding of {size}-byte elements; the igemm formats are 4 and 16")
+    return interleave_k_words(w_words, geom.groups, geom.K4, geom.OCg)
 
 
 def igemm_step(dev: Device, manifest: Manifest, entry: VariantEntry, layout: Layout, geom: ConvGeometry,
@@ -266,9 +277,8 @@ def run_igemm_conv2d_q8(
     check_storage(manifest, entry, rq)
     plan = split_plan(dev, entry, geom, split_k)
     gg = GemmGeometry(geom.groups, geom.M, geom.K4, geom.OCg)
-    w_size = entry.binding(2).element_size  # bytes per element: 4 k (words) or 16 k (kwords4)
-    check_limits(dev, {"x": 4 * xin.layout.words(xin.shape),
-                       "weight": w_size * geom.groups * -(-4 * geom.K4 // w_size) * geom.OCg, "output": gg.out_bytes})
+    check_limits(dev, {"x": 4 * xin.layout.words(xin.shape), "weight": entry_weight_bytes(entry, geom),
+                       "output": gg.out_bytes})
     x_data = xin.data(None if pad_garbage is not None else 0, pad_garbage)
     w_words, wsum = pack_weights_q8(weight, geom.groups)
     out_buf = dev.alloc(gg.out_bytes, guard=guard)

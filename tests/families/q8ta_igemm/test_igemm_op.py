@@ -29,6 +29,8 @@ from runtime.families.q8ta_igemm.op import (
     K_SPLIT_THREADS,
     MIN_STEPS_PER_SPLIT,
     SPLIT_LADDER,
+    entry_weight_bytes,
+    entry_weights,
     gather_facts,
     igemm_entry,
     k_step,
@@ -45,6 +47,7 @@ from runtime.families.q8ta_igemm.selection import (
     split_choice,
 )
 from runtime.families.q8ta_igemm.timing import ConvLayer, time_layer
+from runtime.oplib.gemm_formats import pack_weights_q8
 from tests.fake_gpu import H100_LIMITS
 from tests.families.q8ta_dwconv.test_dwconv_op import x_over_limit
 
@@ -167,6 +170,17 @@ def test_float16_scales_are_served_by_float32_storage() -> None:
 def test_guard_bands_timestamps_and_garbage() -> None:
     run = run_igemm_conv2d_q8(**call(), guard=True, timestamps=True, pad_garbage=np.random.default_rng(0))
     assert run.seconds is not None and len(run.seconds) == 1 and run.seconds[0] > 0
+
+
+@pytest.mark.parametrize("size", [4, 16])
+def test_weight_bytes_are_those_the_variant_gets(size: int) -> None:
+    name = next(e.name for e in IGEMM if e.binding(2).element_size == size)
+    for c_in, groups in ((7, 1), (64, 1), (10, 2), (36, 3)):
+        kw = call(C_in=c_in, C_out=6, groups=groups)
+        g = geometry(kw)
+        w_words, _ = pack_weights_q8(kw["weight"], g.groups)
+        packed = entry_weights(MANIFEST.variant(name), w_words, g)
+        assert packed.nbytes == entry_weight_bytes(MANIFEST.variant(name), g), (name, c_in, groups)
 
 
 # --- the gather's specialization -----------------------------------------------------------------
