@@ -191,8 +191,9 @@ GATHERING = [e.name for e in IGEMM if k_step(e) and e.spec_constant("GATHER_FACT
 def facts_call(kc: int, one_tap: bool, whole: bool) -> Kwargs:
     """A grouped conv whose K steps of `kc` words do (not) lie in one tap and whose groups do (not)
     start on channel words."""
-    cg = 4 * kc - (0 if whole else 2) if one_tap else (5 if not whole else 4 * kc + 4)
-    groups = 2 if not whole else 1
+    # Cg4 == kc: one tap a K step; Cg % 4 == 2 with 2 groups: groups start mid-word
+    cg = {(True, True): 4 * kc, (True, False): 4 * kc - 2, (False, True): 4 * kc + 4, (False, False): 5}[one_tap, whole]
+    groups = 1 if whole else 2
     return call(C_in=cg * groups, C_out=6, groups=groups, seed=cg)
 
 
