@@ -59,7 +59,7 @@ from runtime.core.manifest import Manifest, VariantEntry, load_manifest
 from runtime.families.q8ta_conv2d.op import TUNING_KEYS
 from runtime.families.q8ta_dwconv import op as dwconv
 from runtime.families.q8ta_igemm.op import igemm_entry, igemm_step, split_counts, split_plan, split_scratch
-from runtime.families.q8ta_igemm.selection import IMPL_KEY, PAIR, impl_class, prefer_igemm, split_choice
+from runtime.families.q8ta_igemm.selection import IMPL_KEY, PAIR, impl_class, prefer_igemm, split_choice, split_label
 from runtime.oplib.conv import ConvGeometry
 from runtime.oplib.gemm_q8 import emulated
 from runtime.oplib.variants import input_layout_reason
@@ -235,7 +235,7 @@ def _tune_implementations(b: Bench, shape: ConvShape, rig: ConvRig, per_pass: di
 
         _time_candidates(b, result, layer, igemms, igemm, rig)
         for entry, s in _split_sweep(b, result, layer, g, igemms):
-            label = f"{entry.name} S={s}"
+            label = split_label(entry.name, s)
             result.choices[label] = split_choice(entry.name, s)
             if s == split_plan(b.dev, entry, g).splits:  # what the variant's own run timed: the class's
                 result.seconds.setdefault(label, {})[layer] = result.seconds[entry.name][layer]  # other layers

@@ -64,6 +64,11 @@ def split_choice(variant: str, splits: int) -> dict[str, str]:
     return {"variant": variant, SPLIT: str(splits)}
 
 
+def split_label(variant: str, splits: int) -> str:
+    """How `bench tune` and the timing script name `variant` run at `splits` K splits."""
+    return f"{variant} S={splits}"
+
+
 def tuned_choice(dev: Device, manifest: Manifest, geom: ConvGeometry) -> tuple[str, int | None] | None:
     """The cache's verdict for this conv's class: (a variant name or PAIR, the K split it was fastest at,
     None for split_plan's own), or None without one (or with a choice this module cannot read: warned)."""

@@ -42,7 +42,7 @@ from runtime.oplib.requant import Requant, check_requant
 from runtime.oplib.variants import input_layout_reason
 
 from .op import ROLE, igemm_entry, igemm_step, split_plan, split_scratch
-from .selection import serves, tuned_choice
+from .selection import serves, split_label, tuned_choice
 
 SCREEN_REPS = 3  # timed calls per GEMM variant in the screen for the fastest one
 
@@ -210,7 +210,7 @@ def time_layer(dev: Device, layer: ConvLayer, reps: int, *, screen: bool = True,
         verdict = tuned_choice(dev, manifest, rig.geom)
         if verdict is not None and serves(dev, manifest, verdict[0], layout):
             name, split = verdict
-            t.igemm_pick = name if split is None else f"{name} S={split}"
+            t.igemm_pick = name if split is None else split_label(name, split)
             paths.setdefault(t.igemm_pick, partial(_igemm, t, rig, manifest.variant(name), t.igemm_pick, split))
         paths[PAIR] = partial(rig.pair_steps, *t.pair)
         if screen:  # a few calls of every GEMM after the pair's im2col; the fastest one joins the paths
