@@ -48,12 +48,15 @@ SHAPES = {
     "7x1_tall": (1, 4, 13, 8, 1, 7, 1, (2, 1), (3, 0), 1),
     "grouped_s2": (1, 16, 11, 11, 2, 3, 3, 2, 1, 1),
 }
-# the stream path's own: depthwise-like groups starting mid-word (native shifts them down), and a
+# the stream path's own: depthwise-like groups starting mid-word (native shifts them down), a
 # matrix of over 2 * CPU_MIN_THREADS blocks, so that a thread writes several and the last workgroup's
-# run ends early
+# run ends early, and stride_w 2 over widths that end mid-block (its 16-byte block reads on 4W4C): an
+# RGB-like 7x7 stem, and a dilated depthwise conv
 STREAM_SHAPES = {
     "groups_mid_word": (2, 12, 6, 8, 4, 3, 3, 1, 1, 1),
     "several_blocks": (1, 16, 22, 24, 1, 3, 3, 1, 1, 1),
+    "stem_s2": (2, 3, 9, 15, 1, 7, 7, 2, 3, 1),
+    "depthwise_dilated_s2": (1, 8, 7, 15, 8, 3, 3, 2, 2, 2),
 }
 
 
