@@ -16,6 +16,8 @@ from bench.cli import main
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in ("on", "off"):
         raise SystemExit("usage: bench_toggle.py on|off BENCH-ARGS...")
+    if "STREAM_BLOCK_STRIDES" not in vars(im2col):
+        raise SystemExit("bench_toggle.py: apply stream_blocks.patch (in this folder) first: git apply ...")
     if sys.argv[1] == "off":
-        im2col.STREAM_BLOCK_STRIDES = frozenset()  # word-by-word reads, as before the change
+        vars(im2col)["STREAM_BLOCK_STRIDES"] = frozenset()  # word-by-word reads, as before the change
     raise SystemExit(main(sys.argv[2:]))
