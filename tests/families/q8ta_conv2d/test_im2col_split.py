@@ -50,8 +50,8 @@ SHAPES = {
 }
 # the stream path's own: depthwise-like groups starting mid-word (native shifts them down), a
 # matrix of over 2 * CPU_MIN_THREADS blocks, so that a thread writes several and the last workgroup's
-# run ends early, and stride_w 2 over widths that end mid-block (its 16-byte block reads on 4W4C): an
-# RGB-like 7x7 stem, and a dilated depthwise conv
+# run ends early, and stride_w 2 over widths that end mid-block, with padding (on 4W4C, a row block's
+# words then straddle input blocks): an RGB-like 7x7 stem, and a dilated depthwise conv
 STREAM_SHAPES = {
     "groups_mid_word": (2, 12, 6, 8, 4, 3, 3, 1, 1, 1),
     "several_blocks": (1, 16, 22, 24, 1, 3, 3, 1, 1, 1),
