@@ -29,7 +29,14 @@ from runtime.core.layouts import Layout
 from runtime.core.manifest import Manifest, VariantEntry
 from runtime.core.select import device_unfit
 from runtime.families.q8ta_conv2d import oracle as reference
-from runtime.families.q8ta_conv2d.im2col import PATH_NAMES, PATH_STREAM, matrix_bytes, matrix_of, plan_call
+from runtime.families.q8ta_conv2d.im2col import (
+    PATH_NAMES,
+    PATH_STREAM,
+    Im2colPlan,
+    matrix_bytes,
+    matrix_of,
+    plan_call,
+)
 from runtime.families.q8ta_conv2d.op import (
     TUNING_KEYS,
     GemmGeometry,
@@ -293,6 +300,12 @@ def _im2col_runs(b: Bench, geom: Any) -> list[tuple[VariantEntry, int | None, bo
     return runs
 
 
+def _stream_desc(pl: Im2colPlan) -> str:
+    """What a stream-path row's threads do: units per thread, and the groups each unit writes."""
+    fan = f" of {pl.group_fanout} groups each" if pl.group_fanout > 1 else ""
+    return f", {pl.strip * pl.stream_iters} units{fan} per thread"
+
+
 def bench_im2col(b: Bench, shape: ConvShape) -> list[Row]:
     """Every im2col variant on one conv's input (each in its matrix format), then upstream's own shaders
     where `.upstream/` holds them (bench/upstream.py); GB/s counts the packed input read once + the matrix
@@ -336,7 +349,7 @@ def bench_im2col(b: Bench, shape: ConvShape) -> list[Row]:
                 pl = plan_call(b.dev, entry, layout, geom, parts, stream)
                 row.desc += (f", {layout.name} in, {fmt} matrix ({PATH_NAMES[pl.path]} path"
                              f"{f', kernel rows in {pl.kh_parts} parts' if pl.kh_parts > 1 else ''}"
-                             f"{f', {pl.stream_iters} blocks per thread' if pl.path == PATH_STREAM else ''})")
+                             f"{_stream_desc(pl) if pl.path == PATH_STREAM else ''})")
                 row.nbytes = x_words.nbytes + nbytes
                 a_buf.fill(SENTINEL)
                 step = inputs.persist(im2col_step(b.dev, entry, layout, geom, x_words, x_zp, a_buf, parts, stream))

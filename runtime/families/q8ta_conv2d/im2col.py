@@ -41,8 +41,8 @@ SPLIT_PATHS = frozenset({PATH_WINDOW, PATH_WORDS})
 # ~270 k threads resident; small layers such as 3x3 over 512 channels at 16x16 start ~8 k). A CPU
 # device has a few cores and gains nothing from more, smaller threads.
 GPU_MIN_THREADS = 1 << 17
-# The stream path's blocks per thread: enough threads to fill the device first (GPU_MIN_THREADS, or
-# CPU_MIN_THREADS: 16 workgroups of 64 keep a CPU's cores busy), then up to STREAM_MAX_ITERS blocks
+# The stream path's units per thread: enough threads to fill the device first (GPU_MIN_THREADS, or
+# CPU_MIN_THREADS: 16 workgroups of 64 keep a CPU's cores busy), then up to STREAM_MAX_ITERS units
 # each, over which a thread's one-off index divisions are spread
 CPU_MIN_THREADS = 1 << 10
 STREAM_MAX_ITERS = 32
@@ -94,6 +94,13 @@ def path_for(layout: Layout, geom: ConvGeometry, matrix: str) -> int:
     return PATH_WINDOW if windows else PATH_WORDS
 
 
+def stream_fanout(geom: ConvGeometry, matrix: str) -> int:
+    """Groups whose stream blocks one thread writes from the same loads: native groups of 1 or 2
+    channels share an input channel word (4 / Cg of them), so each load serves 4 / Cg groups' blocks
+    instead of one. The upstream format never streams such groups (stream_fits)."""
+    return 4 // geom.Cg if matrix == "native" and geom.Cg in (1, 2) and geom.groups > 1 else 1
+
+
 def stream_fits(layout: Layout, geom: ConvGeometry, matrix: str) -> bool:
     """Whether the stream path can write this call's matrix: 4 channels per input word, image rows on
     row-block boundaries (not flattened native rows) and, upstream, whole channel words per group."""
@@ -119,7 +126,8 @@ class Im2colPlan:
     kh_rows: int  # kernel rows per thread; the kernel height where a thread walks them all
     kernel_h: int
     workgroup: int  # threads per workgroup
-    stream_iters: int  # steps of `strip` blocks per thread on the stream path (1 elsewhere)
+    stream_iters: int  # steps of `strip` units per thread on the stream path (1 elsewhere)
+    group_fanout: int = 1  # stream path: groups whose blocks one unit writes (stream_fanout)
 
     @property
     def strips(self) -> int:
@@ -137,9 +145,15 @@ class Im2colPlan:
         return self.groups * self.image_rows * self.row_blocks * self.k4_group
 
     @property
+    def units(self) -> int:
+        """The stream path's units: blocks, or where `group_fanout` groups share their loads, places of
+        those groups (a unit per block of the first group of each)."""
+        return -(-self.groups // self.group_fanout) * self.image_rows * self.row_blocks * self.k4_group
+
+    @property
     def threads(self) -> int:
         if self.path == PATH_STREAM:
-            return workgroups(self.blocks, self.workgroup * self.strip * self.stream_iters) * self.workgroup
+            return workgroups(self.units, self.workgroup * self.strip * self.stream_iters) * self.workgroup
         return self.channel_words * self.kh_parts * self.strips * self.image_rows * self.groups
 
 
@@ -167,7 +181,8 @@ def plan(entry: VariantEntry, layout: Layout, geom: ConvGeometry, kh_parts: int 
                     geom.M if flat else 0, geom.groups, -(-geom.KH // parts), geom.KH, entry.local_size[0], 1)
     if path != PATH_STREAM:
         return pl
-    iters = min(STREAM_MAX_ITERS, max(1, pl.blocks // (min_threads * strip)))
+    pl = replace(pl, group_fanout=stream_fanout(geom, matrix))
+    iters = min(STREAM_MAX_ITERS, max(1, pl.units // (min_threads * strip)))
     return replace(pl, stream_iters=iters)
 
 
@@ -214,6 +229,8 @@ def spec_for(entry: VariantEntry, pl: Im2colPlan, layout: Layout, geom: ConvGeom
     if path in (PATH_WINDOW, PATH_WINDOW_BYTES):
         spec["KW_SPEC"] = geom.KW
         spec["SW_SPEC"] = geom.stride[1]
+    if path == PATH_STREAM:
+        spec["GPW_SPEC"] = pl.group_fanout
     if path == PATH_WINDOW_BYTES:
         spec["KH_SPEC"] = geom.KH
         spec["CG_SPEC"] = geom.Cg

@@ -30,6 +30,7 @@ from runtime.families.q8ta_conv2d.im2col import (
     matrix_of,
     path_for,
     plan,
+    stream_fanout,
     stream_fits,
 )
 from runtime.families.q8ta_conv2d.op import run_im2col_q8
@@ -51,12 +52,18 @@ SHAPES = {
 # the stream path's own: depthwise-like groups starting mid-word (native shifts them down), a
 # matrix of over 2 * CPU_MIN_THREADS blocks, so that a thread writes several and the last workgroup's
 # run ends early, and stride_w 2 over widths that end mid-block, with padding (on 4W4C, a row block's
-# words then straddle input blocks): an RGB-like 7x7 stem, and a dilated depthwise conv
+# words then straddle input blocks): an RGB-like 7x7 stem, and a dilated depthwise conv. Native groups
+# of 1 or 2 channels share a thread's loads (stream_fanout): depthwise and 2-channel groups whose
+# count is no multiple of 4 / Cg (the last word's missing groups write nothing), and a depthwise conv
+# of several units per thread.
 STREAM_SHAPES = {
     "groups_mid_word": (2, 12, 6, 8, 4, 3, 3, 1, 1, 1),
     "several_blocks": (1, 16, 22, 24, 1, 3, 3, 1, 1, 1),
     "stem_s2": (2, 3, 9, 15, 1, 7, 7, 2, 3, 1),
     "depthwise_dilated_s2": (1, 8, 7, 15, 8, 3, 3, 2, 2, 2),
+    "depthwise_ragged": (2, 6, 5, 12, 6, 3, 3, 1, 1, 1),
+    "pairs_ragged": (1, 10, 6, 8, 5, 3, 5, 1, (1, 2), 1),
+    "depthwise_many_units": (1, 40, 24, 24, 40, 3, 3, 1, 1, 1),
 }
 
 
@@ -122,6 +129,18 @@ def test_stream_fits_whole_words_and_block_rows() -> None:
     assert stream_fits(words, geom(8, 10), "upstream")  # upstream pads its rows to blocks
     assert stream_fits(words, geom(12, 12, groups=3), "native")  # groups of 4 channels start mid-word
     assert not stream_fits(words, geom(12, 12, groups=4), "upstream")  # 3 channels: upstream's byte order
+
+
+def test_stream_fanout_only_where_groups_share_a_word() -> None:
+    def geom(C: int, groups: int) -> Any:
+        return conv_geometry((1, C, 8, 8), (C, C // groups, 3, 3), stride=1, padding=1, dilation=1, groups=groups)
+    assert [stream_fanout(geom(C, G), "native") for C, G in ((6, 6), (10, 5), (12, 4), (16, 4), (8, 1), (1, 1))] == [
+        4, 2, 1, 1, 1, 1]
+    assert stream_fanout(geom(6, 6), "upstream") == 1  # not whole words: upstream never streams them
+    entry = MANIFEST.variant(next(n for n in VARIANTS if "4w4c" in n and "native" in n))
+    pl = plan(entry, LAYOUTS["4w4c"], geom(10, 5), stream=True, min_threads=CPU_MIN_THREADS)
+    assert (pl.path, pl.group_fanout, pl.units) == (PATH_STREAM, 2, 3 * pl.blocks // 5)
+    assert plan(entry, LAYOUTS["4w4c"], geom(10, 5), stream=False).group_fanout == 1
 
 
 def test_stream_plan_blocks_per_thread() -> None:
