@@ -55,7 +55,8 @@ SHAPES = {
 # words then straddle input blocks): an RGB-like 7x7 stem, and a dilated depthwise conv. Native groups
 # of 1 or 2 channels share a thread's loads (stream_fanout): depthwise and 2-channel groups whose
 # count is no multiple of 4 / Cg (the last word's missing groups write nothing), and a depthwise conv
-# of several units per thread.
+# of several units per thread. Strides 3 and 4, groups of 3 channels starting mid-word at stride 2, and
+# a stem of several units per thread.
 STREAM_SHAPES = {
     "groups_mid_word": (2, 12, 6, 8, 4, 3, 3, 1, 1, 1),
     "several_blocks": (1, 16, 22, 24, 1, 3, 3, 1, 1, 1),
@@ -64,6 +65,10 @@ STREAM_SHAPES = {
     "depthwise_ragged": (2, 6, 5, 12, 6, 3, 3, 1, 1, 1),
     "pairs_ragged": (1, 10, 6, 8, 5, 3, 5, 1, (1, 2), 1),
     "depthwise_many_units": (1, 40, 24, 24, 40, 3, 3, 1, 1, 1),
+    "stride3_5x5": (1, 4, 9, 34, 1, 5, 5, 3, (1, 2), 1),
+    "mid_word_s2": (2, 6, 7, 15, 2, 3, 3, 2, (0, 1), 1),
+    "stride4_3x7": (1, 2, 6, 30, 1, 3, 7, 4, (1, 3), 1),
+    "stem_many_units": (2, 3, 64, 96, 1, 7, 7, 2, 3, 1),
 }
 
 
