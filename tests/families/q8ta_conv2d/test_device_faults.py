@@ -22,6 +22,9 @@ from runtime.families.q8ta_conv2d.oracle import conv2d_q8_reference
 
 DOT = "shaderIntegerDotProduct"
 HALF = ("shaderFloat16", "storageBuffer16BitAccess")
+# where a device has tensor cores, their variants (float32 scales only, no `dot` axis) rank above every
+# other: the choices among the others are pinned with them masked
+TENSOR_CORES = ("cooperativeMatrixNV",)
 MANIFEST = load_manifest()
 
 
@@ -50,6 +53,12 @@ def assert_matches_reference(out: np.ndarray, kwargs: dict[str, Any]) -> None:
     want, _ = conv2d_q8_reference(**kwargs)
     diff = np.abs(out.astype(np.int16) - want.astype(np.int16))
     assert out.shape == want.shape and diff.max() <= 1, f"max |diff| {diff.max()}"
+
+
+def without_tensor_cores(*features: str) -> Device:
+    """The default device with `features` masked, and its tensor cores where it has them."""
+    present = [f for f in TENSOR_CORES if not default_device().supports((f,))]
+    return Device(mask_features=[*features, *present])
 
 
 def require(*features: str) -> None:
@@ -121,7 +130,8 @@ def test_auto_choice_falls_back_to_int_variant(no_dot: Device, groups: int) -> N
 def test_unmasked_device_prefers_a_packed_dot_mode() -> None:
     require(DOT)
     kwargs = case()
-    run = run_conv2d_q8(**kwargs)
+    with without_tensor_cores() as dev:
+        run = run_conv2d_q8(**kwargs, device=dev)
     assert load_manifest().variant(run.gemm_variant).axes["dot"] in ("dot", "sdot"), run.gemm_variant
     assert_matches_reference(run.output, kwargs)
 
@@ -139,7 +149,8 @@ def test_pipeline_creation_refuses_masked_feature_too(no_dot: Device) -> None:
 def test_float16_scales_pick_a_float16_variant() -> None:
     require(*HALF)
     kwargs = case(np.float16)
-    run = run_conv2d_q8(**kwargs)
+    with without_tensor_cores() as dev:
+        run = run_conv2d_q8(**kwargs, device=dev)
     assert MANIFEST.variants[run.gemm_variant].axes["dtype"] == "float16", run.gemm_variant
     assert_matches_reference(run.output, kwargs)
 
@@ -167,7 +178,7 @@ def test_forced_float16_variant_names_the_missing_feature(no_half: Device, no_su
 def test_both_masked_falls_back_to_float32_int() -> None:
     require(DOT, *HALF)
     kwargs = case(np.float16, groups=2, activation="none")
-    with Device(mask_features=[DOT, *HALF]) as dev:
+    with without_tensor_cores(DOT, *HALF) as dev:
         run = run_conv2d_q8(**kwargs, device=dev)
         assert_matches_reference(run.output, kwargs)
     axes = MANIFEST.variants[run.gemm_variant].axes
