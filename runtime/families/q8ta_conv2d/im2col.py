@@ -140,15 +140,20 @@ class Im2colPlan:
         return -(-self.kernel_h // self.kh_rows)
 
     @property
+    def group_blocks(self) -> int:
+        """16-byte blocks of one group's part of the matrix."""
+        return self.image_rows * self.row_blocks * self.k4_group
+
+    @property
     def blocks(self) -> int:
         """16-byte blocks of the whole matrix."""
-        return self.groups * self.image_rows * self.row_blocks * self.k4_group
+        return self.groups * self.group_blocks
 
     @property
     def units(self) -> int:
         """The stream path's units: blocks, or where `group_fanout` groups share their loads, places of
         those groups (a unit per block of the first group of each)."""
-        return -(-self.groups // self.group_fanout) * self.image_rows * self.row_blocks * self.k4_group
+        return -(-self.groups // self.group_fanout) * self.group_blocks
 
     @property
     def threads(self) -> int:
