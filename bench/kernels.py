@@ -301,9 +301,11 @@ def _im2col_runs(b: Bench, geom: Any) -> list[tuple[VariantEntry, int | None, bo
 
 
 def _stream_desc(pl: Im2colPlan) -> str:
-    """What a stream-path row's threads do: units per thread, and the groups each unit writes."""
+    """What a stream-path row's threads do: units per thread, the groups each unit writes, and whether
+    each thread keeps one tap."""
     fan = f" of {pl.group_fanout} groups each" if pl.group_fanout > 1 else ""
-    return f", {pl.strip * pl.stream_iters} units{fan} per thread"
+    taps = f", one tap per thread ({pl.stream_threads} of {pl.workgroup} threads)" if pl.fixed_taps else ""
+    return f", {pl.strip * pl.stream_iters} units{fan} per thread{taps}"
 
 
 def bench_im2col(b: Bench, shape: ConvShape) -> list[Row]:

@@ -169,14 +169,14 @@ def test_real_manifest_im2col_fields(real_build: tuple[Project, BuildReport]) ->
     spec = {s["name"]: (s["id"], s["default"]) for s in generic["spec_constants"]}
     assert spec["LAYOUT_HASH"] == (0, 0)
     assert {"KW_SPEC", "PATH", "SW_SPEC", "KH_SPEC", "CG_SPEC"} <= set(spec)  # the im2col paths' specializations
-    assert generic["local_size"] == [64, 1, 1]
+    assert generic["local_size"] == [generic["axes"]["wg"]["x"], 1, 1]  # the wg axis sets it
     assert generic["features"] == []
     special = _entry(project, "q8ta_im2col", input_layout="4w4c", matrix="native")
     assert special["template"] == "q8ta_conv2d/q8ta_im2col_4w4c.glsl.j2"  # the override picked the specialized template
     assert [b["binding"] for b in special["bindings"]] == [0, 1]
     assert special["bindings"][1]["element"] == "ivec4"  # 16-byte input blocks
     assert "LAYOUT_HASH" not in {s["name"] for s in special["spec_constants"]}
-    assert special["local_size"] == [64, 1, 1]
+    assert special["local_size"] == [special["axes"]["wg"]["x"], 1, 1]
 
 
 def test_real_manifest_features_follow_axes_and_capabilities(real_build: tuple[Project, BuildReport]) -> None:

@@ -46,6 +46,15 @@ GPU_MIN_THREADS = 1 << 17
 # each, over which a thread's one-off index divisions are spread
 CPU_MIN_THREADS = 1 << 10
 STREAM_MAX_ITERS = 32
+# The stream path keeps each thread on one tap and channel word (STREAM_FIXED) where a place has more
+# than STREAM_FIXED_MIN_BLOCKS blocks (K4g) and a workgroup holds whole places with at most
+# STREAM_FIXED_MAX_IDLE of its threads left out: its loop then carries only the place's digits, not the
+# tap's. On an H200 (bench/results/2026-12-03_nvidia-h200/experiments/im2col_fixed_taps, A/B/A in one
+# run): the RGB 7x7/2 stem at batch 16 (49 blocks a place, 245 of 256 threads) 1.07-1.11x faster, and
+# 1.00x at one 256-thread variant; depthwise 3x3 (9 blocks a place, 63 of 64 or 252 of 256 threads)
+# 0.90-0.95x with a row block per thread, 0.97-1.03x with 4, so places that fit a warp keep carrying.
+STREAM_FIXED_MIN_BLOCKS = 32
+STREAM_FIXED_MAX_IDLE = 1 / 8
 
 
 def matrix_of(entry: VariantEntry | Mapping[str, Any]) -> str:
@@ -101,6 +110,13 @@ def stream_fanout(geom: ConvGeometry, matrix: str) -> int:
     return 4 // geom.Cg if matrix == "native" and geom.Cg in (1, 2) and geom.groups > 1 else 1
 
 
+def stream_fixed_taps(k4_group: int, workgroup: int) -> bool:
+    """Whether the stream path keeps each thread on one tap: places of more than STREAM_FIXED_MIN_BLOCKS
+    blocks (k4_group), whole ones in a workgroup with at most STREAM_FIXED_MAX_IDLE of its threads left out."""
+    return (STREAM_FIXED_MIN_BLOCKS < k4_group <= workgroup
+            and workgroup % k4_group <= STREAM_FIXED_MAX_IDLE * workgroup)
+
+
 def stream_fits(layout: Layout, geom: ConvGeometry, matrix: str) -> bool:
     """Whether the stream path can write this call's matrix: 4 channels per input word, image rows on
     row-block boundaries (not flattened native rows) and, upstream, whole channel words per group."""
@@ -128,6 +144,7 @@ class Im2colPlan:
     workgroup: int  # threads per workgroup
     stream_iters: int  # steps of `strip` units per thread on the stream path (1 elsewhere)
     group_fanout: int = 1  # stream path: groups whose blocks one unit writes (stream_fanout)
+    fixed_taps: bool = False  # stream path: each thread keeps one tap (stream_fixed_taps)
 
     @property
     def strips(self) -> int:
@@ -156,9 +173,16 @@ class Im2colPlan:
         return -(-self.groups // self.group_fanout) * self.group_blocks
 
     @property
+    def stream_threads(self) -> int:
+        """Threads of a workgroup that take part in the stream path: all, or with `fixed_taps` the most
+        that hold whole places of k4_group blocks."""
+        return self.workgroup // self.k4_group * self.k4_group if self.fixed_taps else self.workgroup
+
+    @property
     def threads(self) -> int:
         if self.path == PATH_STREAM:
-            return workgroups(self.units, self.workgroup * self.strip * self.stream_iters) * self.workgroup
+            per_workgroup = self.stream_threads * self.strip * self.stream_iters
+            return workgroups(self.units, per_workgroup) * self.workgroup
         return self.channel_words * self.kh_parts * self.strips * self.image_rows * self.groups
 
 
@@ -186,7 +210,8 @@ def plan(entry: VariantEntry, layout: Layout, geom: ConvGeometry, kh_parts: int 
                     geom.M if flat else 0, geom.groups, -(-geom.KH // parts), geom.KH, entry.local_size[0], 1)
     if path != PATH_STREAM:
         return pl
-    pl = replace(pl, group_fanout=stream_fanout(geom, matrix))
+    pl = replace(pl, group_fanout=stream_fanout(geom, matrix),
+                 fixed_taps=stream_fixed_taps(k4g, entry.local_size[0]))
     iters = min(STREAM_MAX_ITERS, max(1, pl.units // (min_threads * strip)))
     return replace(pl, stream_iters=iters)
 
@@ -236,6 +261,7 @@ def spec_for(entry: VariantEntry, pl: Im2colPlan, layout: Layout, geom: ConvGeom
         spec["SW_SPEC"] = geom.stride[1]
     if path == PATH_STREAM:
         spec["GPW_SPEC"] = pl.group_fanout
+        spec["STREAM_FIXED"] = int(pl.fixed_taps)
     if path == PATH_WINDOW_BYTES:
         spec["KH_SPEC"] = geom.KH
         spec["CG_SPEC"] = geom.Cg

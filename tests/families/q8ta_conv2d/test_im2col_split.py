@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import runtime.families.q8ta_conv2d.im2col as im2col_host
 from runtime.core.layouts import Layout
 from runtime.core.manifest import load_manifest
 from runtime.families.q8ta_conv2d import oracle
@@ -32,6 +33,7 @@ from runtime.families.q8ta_conv2d.im2col import (
     plan,
     stream_fanout,
     stream_fits,
+    stream_fixed_taps,
 )
 from runtime.families.q8ta_conv2d.op import run_im2col_q8
 from runtime.oplib.conv import conv_geometry
@@ -107,9 +109,19 @@ def test_every_split_writes_the_unsplit_matrix(variant: str, shape: str) -> None
             _assert_matrix(got, want, mask, f"{variant} reading {layout}, kh_parts={parts}")
 
 
+# the stream path's two loops: a thread on one tap (STREAM_FIXED) wherever a workgroup holds a place's
+# blocks, or never; "auto" is the host's own rule. (STREAM_FIXED_MIN_BLOCKS, STREAM_FIXED_MAX_IDLE)
+FIXED_TAPS = {"auto": (im2col_host.STREAM_FIXED_MIN_BLOCKS, im2col_host.STREAM_FIXED_MAX_IDLE),
+              "always": (0, 1.0), "never": (0, -1.0)}
+
+
+@pytest.mark.parametrize("fixed", sorted(FIXED_TAPS))
 @pytest.mark.parametrize("shape", sorted({**SHAPES, **STREAM_SHAPES}))
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_stream_path_writes_the_same_matrix(variant: str, shape: str) -> None:
+def test_stream_path_writes_the_same_matrix(variant: str, shape: str, fixed: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(im2col_host, "STREAM_FIXED_MIN_BLOCKS", FIXED_TAPS[fixed][0])
+    monkeypatch.setattr(im2col_host, "STREAM_FIXED_MAX_IDLE", FIXED_TAPS[fixed][1])
     N, C, H, W, G, KH, KW, s, p, d = {**SHAPES, **STREAM_SHAPES}[shape]
     x = np.random.default_rng(11).integers(-128, 128, size=(N, C, H, W), dtype=np.int8)
     entry = MANIFEST.variant(variant)
@@ -119,8 +131,29 @@ def test_stream_path_writes_the_same_matrix(variant: str, shape: str) -> None:
         got, _ = run_im2col_q8(x, KH, KW, stride=s, padding=p, dilation=d, groups=G, x_zp=9, input_layout=layout,
                                variant=variant, guard=True, stream=True, pad_garbage=np.random.default_rng(3))
         pl = plan(entry, LAYOUTS[layout], geom, stream=True, min_threads=CPU_MIN_THREADS)
-        on = "the stream path" if pl.path == PATH_STREAM else "a unit path (the stream path does not fit)"
+        if pl.path == PATH_STREAM and fixed != "auto":  # the loop asked for is the one that ran
+            assert pl.fixed_taps == (fixed == "always" and pl.k4_group <= entry.local_size[0])
+        on = ("a unit path (the stream path does not fit)" if pl.path != PATH_STREAM
+              else f"the stream path ({'one tap per thread' if pl.fixed_taps else 'taps carried'})")
         _assert_matrix(got, want, mask, f"{variant} reading {layout} on {on}")
+
+
+def test_stream_fixed_taps_for_places_over_a_warp_where_few_threads_sit_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # places of up to 32 blocks (a warp) keep carrying; of more, where at most 1/8 of the threads sit out
+    assert [stream_fixed_taps(k4g, 64) for k4g in (1, 9, 32, 33, 36, 49, 64, 65)] == [
+        False, False, False, False, False, False, True, False]
+    assert [stream_fixed_taps(k4g, 256) for k4g in (9, 49, 63, 100, 144, 256)] == [
+        False, True, True, False, False, True]  # threads busy: 245, 252, 200, 144, 256 of 256
+    monkeypatch.setattr(im2col_host, "STREAM_FIXED_MIN_BLOCKS", 0)
+    entry = MANIFEST.variant(next(n for n in VARIANTS if "4w4c" in n and "native" in n))
+    wg = entry.local_size[0]
+    geom = conv_geometry((1, 6, 40, 40), (6, 1, 3, 3), stride=1, padding=1, dilation=1, groups=6)
+    pl = plan(entry, LAYOUTS["4w4c"], geom, stream=True, min_threads=CPU_MIN_THREADS)
+    assert pl.fixed_taps and pl.stream_threads == wg // 9 * 9
+    # every unit has a thread: the workgroups cover the units at stream_threads per step
+    per_workgroup = pl.stream_threads * pl.strip * pl.stream_iters
+    assert pl.threads // wg == -(-pl.units // per_workgroup)
 
 
 def test_stream_fits_whole_words_and_block_rows() -> None:
