@@ -31,6 +31,7 @@ from runtime.core.select import device_unfit
 from runtime.families.q8ta_conv2d import oracle as reference
 from runtime.families.q8ta_conv2d.im2col import (
     PATH_NAMES,
+    PATH_STAGED,
     PATH_STREAM,
     Im2colPlan,
     matrix_bytes,
@@ -294,7 +295,7 @@ def _im2col_runs(b: Bench, geom: Any) -> list[tuple[VariantEntry, int | None, bo
         other = 1 if auto.kh_parts > 1 else geom.KH
         if plan_call(b.dev, entry, layout, geom, other, False).kh_parts != auto.kh_parts:
             runs.append((entry, other, False))
-        streamed = auto.path == PATH_STREAM
+        streamed = auto.path in (PATH_STREAM, PATH_STAGED)
         if plan_call(b.dev, entry, layout, geom, None, not streamed).path != auto.path:
             runs.append((entry, None, not streamed))
     return runs
@@ -306,6 +307,12 @@ def _stream_desc(pl: Im2colPlan) -> str:
     fan = f" of {pl.group_fanout} groups each" if pl.group_fanout > 1 else ""
     taps = f", one tap per thread ({pl.stream_threads} of {pl.workgroup} threads)" if pl.fixed_taps else ""
     return f", {pl.strip * pl.stream_iters} units{fan} per thread{taps}"
+
+
+def _staged_desc(pl: Im2colPlan) -> str:
+    """What a staged-path row's workgroups do: output rows each, and the shared memory their input takes."""
+    assert pl.stage is not None
+    return f", {pl.stage.rows} output rows per workgroup from {pl.stage.words * 4 / 1024:.1f} KiB of staged input"
 
 
 def bench_im2col(b: Bench, shape: ConvShape) -> list[Row]:
@@ -351,7 +358,8 @@ def bench_im2col(b: Bench, shape: ConvShape) -> list[Row]:
                 pl = plan_call(b.dev, entry, layout, geom, parts, stream)
                 row.desc += (f", {layout.name} in, {fmt} matrix ({PATH_NAMES[pl.path]} path"
                              f"{f', kernel rows in {pl.kh_parts} parts' if pl.kh_parts > 1 else ''}"
-                             f"{_stream_desc(pl) if pl.path == PATH_STREAM else ''})")
+                             f"{_stream_desc(pl) if pl.path == PATH_STREAM else ''}"
+                             f"{_staged_desc(pl) if pl.path == PATH_STAGED else ''})")
                 row.nbytes = x_words.nbytes + nbytes
                 a_buf.fill(SENTINEL)
                 step = inputs.persist(im2col_step(b.dev, entry, layout, geom, x_words, x_zp, a_buf, parts, stream))

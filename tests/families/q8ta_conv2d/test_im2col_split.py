@@ -21,16 +21,20 @@ from runtime.families.q8ta_conv2d import oracle
 from runtime.families.q8ta_conv2d.im2col import (
     CPU_MIN_THREADS,
     GPU_MIN_THREADS,
+    PATH_NAMES,
+    PATH_STAGED,
     PATH_STREAM,
     PATH_WINDOW,
     PATH_WORDS,
     SPLIT_PATHS,
+    STAGE_MAX_BYTES,
     STREAM_MAX_ITERS,
     auto_kh_parts,
     auto_stream,
     matrix_of,
     path_for,
     plan,
+    stage_plan,
     stream_fanout,
     stream_fits,
     stream_fixed_taps,
@@ -109,19 +113,20 @@ def test_every_split_writes_the_unsplit_matrix(variant: str, shape: str) -> None
             _assert_matrix(got, want, mask, f"{variant} reading {layout}, kh_parts={parts}")
 
 
-# the stream path's two loops: a thread on one tap (STREAM_FIXED) wherever a workgroup holds a place's
-# blocks, or never; "auto" is the host's own rule. (STREAM_FIXED_MIN_BLOCKS, STREAM_FIXED_MAX_IDLE)
-FIXED_TAPS = {"auto": (im2col_host.STREAM_FIXED_MIN_BLOCKS, im2col_host.STREAM_FIXED_MAX_IDLE),
-              "always": (0, 1.0), "never": (0, -1.0)}
+# the stream path's loops: taps carried, a thread on one tap (STREAM_FIXED) wherever a workgroup holds a
+# place's blocks, or that from staged input rows (the staged path) where they fit; "auto" is the host's
+# own rule. (STREAM_FIXED_MIN_BLOCKS, STREAM_FIXED_MAX_IDLE, STAGED)
+LOOPS = {"auto": (im2col_host.STREAM_FIXED_MIN_BLOCKS, im2col_host.STREAM_FIXED_MAX_IDLE, im2col_host.STAGED),
+         "carried": (0, -1.0, True), "fixed": (0, 1.0, False), "staged": (0, 1.0, True)}
 
 
-@pytest.mark.parametrize("fixed", sorted(FIXED_TAPS))
+@pytest.mark.parametrize("loop", sorted(LOOPS))
 @pytest.mark.parametrize("shape", sorted({**SHAPES, **STREAM_SHAPES}))
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_stream_path_writes_the_same_matrix(variant: str, shape: str, fixed: str,
+def test_stream_path_writes_the_same_matrix(variant: str, shape: str, loop: str,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(im2col_host, "STREAM_FIXED_MIN_BLOCKS", FIXED_TAPS[fixed][0])
-    monkeypatch.setattr(im2col_host, "STREAM_FIXED_MAX_IDLE", FIXED_TAPS[fixed][1])
+    for name, value in zip(("STREAM_FIXED_MIN_BLOCKS", "STREAM_FIXED_MAX_IDLE", "STAGED"), LOOPS[loop], strict=True):
+        monkeypatch.setattr(im2col_host, name, value)
     N, C, H, W, G, KH, KW, s, p, d = {**SHAPES, **STREAM_SHAPES}[shape]
     x = np.random.default_rng(11).integers(-128, 128, size=(N, C, H, W), dtype=np.int8)
     entry = MANIFEST.variant(variant)
@@ -131,11 +136,12 @@ def test_stream_path_writes_the_same_matrix(variant: str, shape: str, fixed: str
         got, _ = run_im2col_q8(x, KH, KW, stride=s, padding=p, dilation=d, groups=G, x_zp=9, input_layout=layout,
                                variant=variant, guard=True, stream=True, pad_garbage=np.random.default_rng(3))
         pl = plan(entry, LAYOUTS[layout], geom, stream=True, min_threads=CPU_MIN_THREADS)
-        if pl.path == PATH_STREAM and fixed != "auto":  # the loop asked for is the one that ran
-            assert pl.fixed_taps == (fixed == "always" and pl.k4_group <= entry.local_size[0])
-        on = ("a unit path (the stream path does not fit)" if pl.path != PATH_STREAM
-              else f"the stream path ({'one tap per thread' if pl.fixed_taps else 'taps carried'})")
-        _assert_matrix(got, want, mask, f"{variant} reading {layout} on {on}")
+        if pl.path in (PATH_STREAM, PATH_STAGED) and loop != "auto":  # the loop asked for is the one that ran
+            fixed = loop != "carried" and pl.k4_group <= entry.local_size[0]
+            staged = loop == "staged" and fixed and pl.matrix == "native" and pl.group_fanout == 1
+            assert (pl.fixed_taps, pl.path == PATH_STAGED) == (fixed, staged)
+        on = PATH_NAMES[pl.path] + (" path, one tap per thread" if pl.fixed_taps else " path")
+        _assert_matrix(got, want, mask, f"{variant} reading {layout} on the {on}")
 
 
 def test_stream_fixed_taps_for_places_over_a_warp_where_few_threads_sit_out(
@@ -181,7 +187,8 @@ def test_stream_fanout_only_where_groups_share_a_word() -> None:
     assert plan(entry, LAYOUTS["4w4c"], geom(10, 5), stream=False).group_fanout == 1
 
 
-def test_stream_plan_blocks_per_thread() -> None:
+def test_stream_plan_blocks_per_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(im2col_host, "STAGED", False)
     entry = MANIFEST.variant(next(n for n in VARIANTS if "4w4c" in n and "native" in n))
     wg = entry.local_size[0]
     layout = LAYOUTS["4w4c"]
@@ -200,6 +207,27 @@ def test_stream_plan_blocks_per_thread() -> None:
 def _geometry(C: int, H: int, KH: int, groups: int = 1) -> Any:
     return conv_geometry((1, C, H, H), (C, C // groups, KH, KH), stride=1, padding=KH // 2, dilation=1,
                          groups=groups)
+
+
+def test_stage_plan_rows_fill_the_device_within_shared_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    stem = conv_geometry((16, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3, dilation=1, groups=1)
+    st = stage_plan(stem, 256, GPU_MIN_THREADS)
+    assert st is not None
+    # 229 input columns (4 * 28 - 1) * 2 + 6 + 1; 16 x 112 rows over 512 workgroups: 4 rows, 13 input rows
+    assert (st.rows, st.width, st.words, st.workgroups) == (4, 229, 13 * 229, 16 * 28)
+    fit = (STAGE_MAX_BYTES // 4 // 229 - 7) // 2 + 1  # the most rows whose input fits
+    assert stage_plan(stem, 256, 256).rows == fit  # one workgroup asked for: as many rows as fit
+    assert stage_plan(stem, 256, 1 << 30).rows == 1  # more workgroups asked for than rows
+    small = stage_plan(stem, 256, 256, 10 << 10)  # less shared memory: 11 input rows, so 3 output rows
+    assert small is not None and (small.rows, small.words) == (3, 11 * 229)
+    assert stage_plan(stem, 256, 256, 6 << 10) is None  # not even one row's 7 input rows
+    wide = conv_geometry((1, 64, 8, 2048), (64, 64, 3, 3), stride=1, padding=1, dilation=1, groups=1)
+    assert stage_plan(wide, 256, GPU_MIN_THREADS) is None  # 3 rows of 2050 x 16 words: over STAGE_MAX_BYTES
+    monkeypatch.setattr(im2col_host, "MAX_WORKGROUPS_X", 16 * -(-112 // fit))
+    st = stage_plan(stem, 256, 1 << 30)
+    assert st is not None and st.rows == fit  # more rows than asked, to keep the workgroups in range
+    monkeypatch.setattr(im2col_host, "MAX_WORKGROUPS_X", 16 * -(-112 // fit) - 1)
+    assert stage_plan(stem, 256, 1 << 30) is None  # not even the rows that fit are few enough
 
 
 def test_split_threads_and_rows() -> None:
