@@ -144,9 +144,12 @@ def igemm_entry(manifest: Manifest, dev: Device, layout: str, geom: ConvGeometry
         # operands staged through shared memory are reused by the whole workgroup (and staged tiles can
         # split K): faster on a GPU, and on lavapipe too (1.1-2.3x on the --small layers of __main__)
         staged = bool(axes.get("stage", "coop" in axes))
+        # two shared stages before one: one stage ties or wins only where more workgroups than fit in
+        # two stages' shared memory run (res2 3x3 at batch 8); `bench tune` finds those
+        stages = -int(axes.get("stages", {}).get("s", 0))
         return ("coop" not in axes, axes.get("dot") not in ("dot", "sdot"), axes.get("dot") != "sdot",
                 axes.get("input_layout") == "generic", axes.get("dtype") != scales, not staged, padded,
-                area, entry.local_size[0])
+                area, stages, entry.local_size[0])
 
     # emulated tensor cores (a `coop` axis value that is a name) exist for tests: never picked
     hardware = [e for e in runnable(manifest, dev, ROLE).entries(role=ROLE) if not emulated(e.axes)]

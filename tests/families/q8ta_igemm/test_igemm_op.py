@@ -444,6 +444,8 @@ def test_tensor_core_block_follows_the_conv_size(n: int, c: int, hw: int, block:
     geom = conv_geometry((n, c, hw, hw), np.zeros((c, c, 3, 3), np.int8), stride=1, padding=1, dilation=1, groups=1)
     entry = igemm_entry(MANIFEST, _gpu(coop=True), "4w4c", geom, "float32", None)  # type: ignore[arg-type]
     assert "coop" in entry.axes and (entry.declared["DISPATCH_BLOCK_M"], entry.declared["DISPATCH_BLOCK_N"]) == block
+    # the one-stage twins of a block are the tuner's to pick, never the heuristic's
+    assert entry.axes["stages"]["s"] == 2, entry.name
 
 
 def test_impl_class_separates_what_changes_the_verdict() -> None:
