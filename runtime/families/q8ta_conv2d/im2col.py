@@ -156,15 +156,17 @@ def stage_plan(geom: ConvGeometry, workgroup: int, min_threads: int,
     def words(rows: int) -> int:
         return ((rows - 1) * SH + (geom.KH - 1) * DH + 1) * width * geom.Cg4
 
+    def count(rows: int) -> int:
+        return geom.groups * geom.N * -(-geom.H_out // rows)
+
+    # the most rows whose input rows fit (below 1 where one row's do not)
     fit = min(geom.H_out, (max_bytes // 4 // (width * geom.Cg4) - (geom.KH - 1) * DH - 1) // SH + 1)
-    if fit < 1 or words(1) * 4 > max_bytes:
+    if fit < 1:
         return None
-    images = geom.groups * geom.N
-    rows = min(fit, max(1, -(-images * geom.H_out // max(1, min_threads // workgroup))))
-    while images * -(-geom.H_out // rows) > MAX_WORKGROUPS_X and rows < fit:
+    rows = min(fit, max(1, -(-count(1) // max(1, min_threads // workgroup))))
+    while count(rows) > MAX_WORKGROUPS_X and rows < fit:
         rows += 1
-    count = images * -(-geom.H_out // rows)
-    return StagePlan(rows, width, words(rows), count) if count <= MAX_WORKGROUPS_X else None
+    return StagePlan(rows, width, words(rows), count(rows)) if count(rows) <= MAX_WORKGROUPS_X else None
 
 
 @dataclass(frozen=True)
